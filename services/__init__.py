@@ -1,0 +1,1 @@
+"""The wallet ledger services: command, query, updater, and the code they share."""

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures measured against a baseline in the same run."""

@@ -1,0 +1,1 @@
+"""The WalletCommand service: the only writer of the ledger."""

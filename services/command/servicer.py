@@ -1,0 +1,85 @@
+"""WalletCommand: translates messages, calls the write store, maps outcomes to statuses."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.ledger.adapters.write_store import StoreContended, StoreUnavailable, WriteStore
+from services.ledger.domain.errors import InvalidInput
+from services.ledger.domain.money import format_amount
+from services.ledger.domain.records import (
+    Conflicting,
+    Replayed,
+    StoredRecord,
+    new_deposit,
+)
+from services.ledger.grpc_errors import abort_invalid
+from wallet.v1 import command_pb2, command_pb2_grpc, records_pb2
+
+
+def timestamp_to_datetime(timestamp: Timestamp, field: str) -> datetime:
+    """UTC datetime, truncated to microseconds (Python's precision)."""
+    try:
+        return timestamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as error:
+        raise InvalidInput.single(field, "is not a valid timestamp") from error
+
+
+def datetime_to_timestamp(instant: datetime) -> Timestamp:
+    timestamp = Timestamp()
+    timestamp.FromDatetime(instant)
+    return timestamp
+
+
+def record_message(record: StoredRecord) -> records_pb2.Record:
+    deposit = record.deposit
+    return records_pb2.Record(
+        wallet_id=deposit.wallet_id,
+        request_id=deposit.request_id,
+        occurred_at=datetime_to_timestamp(deposit.occurred_at),
+        amount=format_amount(deposit.amount),
+        recorded_at=datetime_to_timestamp(record.recorded_at),
+    )
+
+
+class WalletCommandServicer(command_pb2_grpc.WalletCommandServicer):
+    def __init__(
+        self, store: WriteStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._store = store
+        self._clock = clock
+
+    def RecordTransaction(
+        self, request: command_pb2.RecordTransactionRequest, context: grpc.ServicerContext
+    ) -> command_pb2.RecordTransactionResponse:
+        try:
+            occurred_at = (
+                timestamp_to_datetime(request.occurred_at, "occurred_at")
+                if request.HasField("occurred_at")
+                else None
+            )
+            deposit = new_deposit(
+                wallet_id=request.wallet_id,
+                request_id=request.request_id,
+                occurred_at=occurred_at,
+                amount=request.amount,
+                now=self._clock(),
+            )
+            outcome = self._store.record(deposit)
+        except InvalidInput as error:
+            abort_invalid(context, error)
+        except StoreUnavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the ledger store is unavailable; retry")
+        except StoreContended:
+            context.abort(grpc.StatusCode.ABORTED, "too many concurrent writes; retry")
+
+        if isinstance(outcome, Conflicting):
+            context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                "request_id was already used with a different payload",
+            )
+        return command_pb2.RecordTransactionResponse(
+            record=record_message(outcome.record), replayed=isinstance(outcome, Replayed)
+        )

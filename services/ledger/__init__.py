@@ -1,0 +1,1 @@
+"""Code shared by the services: domain, settings, store adapters and gRPC plumbing."""

@@ -1,0 +1,1 @@
+"""The ledger domain: pure rules, no I/O."""

@@ -1,0 +1,56 @@
+"""Exact money: amounts are `Decimal`, never floats."""
+
+import re
+from decimal import Decimal
+
+from services.ledger.domain.errors import InvalidInput
+
+MAX_INTEGER_DIGITS = 20
+MAX_FRACTION_DIGITS = 18
+# Longer inputs cannot be valid amounts worth parsing; refuse them before Decimal sees them.
+_MAX_TEXT_LENGTH = 100
+# Plain decimal syntax with an optional exponent. Decimal() alone would also accept
+# "1_000", " 1", "NaN" and "Infinity".
+_DECIMAL_SYNTAX = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def parse_amount(text: str, field: str = "amount") -> Decimal:
+    """Parses a deposit amount exactly.
+
+    Accepts amounts > 0 with at most 20 digits before the decimal point and 18 after,
+    once trailing zeros are dropped (so it fits NUMERIC(38,18) and DynamoDB's N exactly).
+    Returns the canonical value: "1.10" and "1.1" give the same Decimal, written as "1.1".
+    """
+    if not text:
+        raise InvalidInput.single(field, "is required")
+    if len(text) > _MAX_TEXT_LENGTH or not _DECIMAL_SYNTAX.fullmatch(text):
+        raise InvalidInput.single(field, "must be a decimal number such as 1.1 or 2e3")
+    value = Decimal(text)
+    if value <= 0:
+        raise InvalidInput.single(field, "must be greater than zero")
+    _, digits, exponent = value.normalize().as_tuple()
+    assert isinstance(exponent, int)  # finite by the syntax check above
+    integer_digits = max(len(digits) + exponent, 0)
+    fraction_digits = max(-exponent, 0)
+    if integer_digits > MAX_INTEGER_DIGITS:
+        raise InvalidInput.single(
+            field, f"must have at most {MAX_INTEGER_DIGITS} digits before the decimal point"
+        )
+    if fraction_digits > MAX_FRACTION_DIGITS:
+        raise InvalidInput.single(
+            field, f"must have at most {MAX_FRACTION_DIGITS} digits after the decimal point"
+        )
+    return canonical_amount(value)
+
+
+def canonical_amount(value: Decimal) -> Decimal:
+    """The value without trailing zeros and never in exponent form: 1.10 -> 1.1, 1E+2 -> 100."""
+    normalized = value.normalize()
+    _, _, exponent = normalized.as_tuple()
+    assert isinstance(exponent, int)
+    return normalized.quantize(Decimal(1)) if exponent > 0 else normalized
+
+
+def format_amount(value: Decimal) -> str:
+    """Plain decimal notation, as the API and DynamoDB's N want it."""
+    return f"{canonical_amount(value):f}"

@@ -1,0 +1,36 @@
+"""How domain and store failures leave a servicer: as status codes with rich details."""
+
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.ledger.domain.errors import InvalidInput
+
+
+def abort_invalid(context: grpc.ServicerContext, error: InvalidInput) -> NoReturn:
+    """INVALID_ARGUMENT with one google.rpc.BadRequest field violation per bad field."""
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in error.violations
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(bad_request)
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[detail])
+    context.abort_with_status(rpc_status.to_status(status))
+    raise AssertionError("abort_with_status returns only by raising")
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, str]:
+    """The BadRequest field violations a client received, by field name."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    violations: dict[str, str] = {}
+    for detail in status.details if status else []:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            violations.update({v.field: v.description for v in bad_request.field_violations})
+    return violations

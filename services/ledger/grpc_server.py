@@ -1,0 +1,114 @@
+"""gRPC plumbing shared by the services: health checking, reflection, one log line per
+call, and a graceful stop on SIGTERM or SIGINT."""
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger("wallet.calls")
+
+
+class CallLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Logs one structured line per unary call: method, wallet, request id, outcome, latency."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], "grpc.RpcMethodHandler[Any, Any] | None"],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> "grpc.RpcMethodHandler[Any, Any] | None":
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method
+        behaviour = handler.unary_unary
+
+        def logged(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            response = None
+            try:
+                response = behaviour(request, context)
+                return response
+            finally:
+                # grpc-stubs predates ServicerContext.code().
+                code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
+                log.info(
+                    "call",
+                    extra={
+                        "method": method,
+                        "wallet_id": getattr(request, "wallet_id", None),
+                        "request_id": getattr(request, "request_id", None),
+                        "outcome": _outcome(code, response),
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                    },
+                )
+
+        return grpc.unary_unary_rpc_method_handler(
+            logged,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _outcome(code: grpc.StatusCode, response: Any) -> str:
+    if code != grpc.StatusCode.OK:
+        return str(code.name)
+    return "replayed" if getattr(response, "replayed", False) else "ok"
+
+
+class GrpcService:
+    """A gRPC server with health checking and reflection for the named services."""
+
+    def __init__(
+        self,
+        *,
+        service_names: list[str],
+        add_servicers: Callable[[grpc.Server], None],
+        address: str,
+        workers: int,
+    ) -> None:
+        self._executor = futures.ThreadPoolExecutor(max_workers=workers)
+        self.server = grpc.server(self._executor, interceptors=[CallLogInterceptor()])
+        add_servicers(self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self._service_names = service_names
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address}: the port is in use or not allowed")
+
+    def start(self) -> None:
+        self.server.start()
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float) -> None:
+        """Refuses new calls, lets in-flight ones finish within `grace` seconds."""
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server.stop(grace).wait()
+        self._executor.shutdown(wait=False)
+
+    def _set_health(self, status: int) -> None:
+        for name in ["", *self._service_names]:
+            self.health.set(name, status)
+
+    def serve_until_signalled(self, grace: float) -> None:
+        """Starts, then blocks until SIGTERM or SIGINT and stops gracefully."""
+        stopping = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopping.set())
+        self.start()
+        log.info("listening", extra={"port": self.port, "services": self._service_names})
+        stopping.wait()
+        log.info("stopping", extra={"grace_seconds": grace})
+        self.stop(grace)
+        log.info("stopped")

@@ -1,0 +1,1 @@
+"""Local stand-ins for the cloud: DynamoDB Local and the development stack."""
