@@ -22,7 +22,11 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(settings.log_level)
     from services.command import server
 
-    server.serve(settings)
+    try:
+        server.serve(settings)
+    except OSError as error:
+        print(f"wallet serve {args.service}: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -37,9 +41,14 @@ def _create_table(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from services.local.dev_stack import run_dev_stack
+    from services.local.dev_stack import PortBusy, run_dev_stack
+    from services.local.dynamodb_local import DynamoDBLocalError
 
-    return run_dev_stack()
+    try:
+        return run_dev_stack()
+    except (PortBusy, DynamoDBLocalError) as error:
+        print(f"wallet dev: {error}", file=sys.stderr)
+        return 2
 
 
 def _bench_write(args: argparse.Namespace) -> int:

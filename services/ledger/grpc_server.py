@@ -83,9 +83,10 @@ class GrpcService:
             [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
         self._service_names = service_names
-        self.port = self.server.add_insecure_port(address)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {address}: the port is in use or not allowed")
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as error:  # grpcio's way of saying bind() failed
+            raise OSError(f"cannot listen on {address}: the port is in use") from error
 
     def start(self) -> None:
         self.server.start()

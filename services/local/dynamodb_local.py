@@ -67,7 +67,11 @@ class DynamoDBLocal:
 
     def client_env(self) -> dict[str, str]:
         """Environment variables that point boto3 (and so the services) at this instance."""
-        return {**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint_url}
+        return {
+            **LOCAL_AWS_ENV,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint_url,
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint_url,
+        }
 
     def start(self, timeout: float = 30.0) -> None:
         java = shutil.which("java")
