@@ -20,14 +20,46 @@ def _configure_logging(level: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     _configure_logging(settings.log_level)
-    from services.command import server
-
     try:
-        server.serve(settings)
+        if args.service == "command":
+            from services.command import server as command_server
+
+            service = command_server.build(settings)
+        else:
+            from services.local.embedded_postgres import database_url
+            from services.query import server as query_server
+
+            service = query_server.build(settings, database_url(settings))
     except OSError as error:
         print(f"wallet serve {args.service}: {error}", file=sys.stderr)
         return 2
+    service.serve_until_signalled(settings.shutdown_grace_seconds)
     return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from services.ledger.adapters.database import create_database_engine
+    from services.ledger.adapters.migrations import migrate
+    from services.local.embedded_postgres import database_url
+
+    migrate(create_database_engine(database_url(Settings()), pool_size=1))
+    print("read model schema is up to date")
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    from services.local.embedded_postgres import database_url
+    from services.updater.main import run_updater
+
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    return run_updater(
+        settings,
+        database_url(settings),
+        follow=args.follow,
+        rebuild=args.rebuild,
+        segments=args.segments,
+    )
 
 
 def _create_table(args: argparse.Namespace) -> int:
@@ -62,8 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run a service")
-    serve.add_argument("service", choices=["command"])
+    serve.add_argument("service", choices=["command", "query"])
     serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply the read model's schema migrations")
+    migrate.set_defaults(run=_migrate)
+
+    update = commands.add_parser(
+        "update", help="project new stream records into the read model (one pass, then exit)"
+    )
+    mode = update.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--follow", action="store_true", help="keep polling (WALLET_UPDATER_INTERVAL_SECONDS)"
+    )
+    mode.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="rebuild from a parallel scan of the table (also recovers expired checkpoints)",
+    )
+    update.add_argument(
+        "--segments", type=int, default=4, help="parallel scan segments for --rebuild"
+    )
+    update.set_defaults(run=_update)
 
     create_table = commands.add_parser(
         "create-table", help="create the DynamoDB table when it is missing"

@@ -25,7 +25,3 @@ def build(settings: Settings, port: int | None = None) -> GrpcService:
         address=f"{settings.listen_host}:{settings.command_port if port is None else port}",
         workers=settings.grpc_workers,
     )
-
-
-def serve(settings: Settings) -> None:
-    build(settings).serve_until_signalled(settings.shutdown_grace_seconds)

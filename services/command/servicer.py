@@ -4,7 +4,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.ledger.adapters.write_store import StoreContended, StoreUnavailable, WriteStore
 from services.ledger.domain.errors import InvalidInput
@@ -16,21 +15,8 @@ from services.ledger.domain.records import (
     new_deposit,
 )
 from services.ledger.grpc_errors import abort_invalid
+from services.ledger.proto_time import datetime_to_timestamp, optional_timestamp
 from wallet.v1 import command_pb2, command_pb2_grpc, records_pb2
-
-
-def timestamp_to_datetime(timestamp: Timestamp, field: str) -> datetime:
-    """UTC datetime, truncated to microseconds (Python's precision)."""
-    try:
-        return timestamp.ToDatetime(tzinfo=UTC)
-    except (ValueError, OverflowError) as error:
-        raise InvalidInput.single(field, "is not a valid timestamp") from error
-
-
-def datetime_to_timestamp(instant: datetime) -> Timestamp:
-    timestamp = Timestamp()
-    timestamp.FromDatetime(instant)
-    return timestamp
 
 
 def record_message(record: StoredRecord) -> records_pb2.Record:
@@ -55,15 +41,10 @@ class WalletCommandServicer(command_pb2_grpc.WalletCommandServicer):
         self, request: command_pb2.RecordTransactionRequest, context: grpc.ServicerContext
     ) -> command_pb2.RecordTransactionResponse:
         try:
-            occurred_at = (
-                timestamp_to_datetime(request.occurred_at, "occurred_at")
-                if request.HasField("occurred_at")
-                else None
-            )
             deposit = new_deposit(
                 wallet_id=request.wallet_id,
                 request_id=request.request_id,
-                occurred_at=occurred_at,
+                occurred_at=optional_timestamp(request, "occurred_at"),
                 amount=request.amount,
                 now=self._clock(),
             )

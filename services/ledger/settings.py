@@ -1,10 +1,16 @@
-"""Settings from environment variables (prefix WALLET_), so one build runs locally and on AWS.
+"""Settings from environment variables (prefix WALLET_, plus DATABASE_URL), so one build
+runs locally and on AWS.
 
-boto3 reads its own variables: AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION, credentials.
+boto3 reads its own variables: AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_DYNAMODB_STREAMS,
+AWS_REGION, credentials.
 """
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):
@@ -18,3 +24,12 @@ class Settings(BaseSettings):
     grpc_workers: int = Field(default=64, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
+    # Unset: the local stack's embedded PostgreSQL in dev_dir.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "WALLET_DATABASE_URL")
+    )
+    database_pool_size: int = Field(default=8, ge=1)
+    dev_dir: Path = PROJECT_ROOT / ".wallet-dev"
+    updater_interval_seconds: float = Field(default=0.5, gt=0)
+    # Testing only: the updater SIGKILLs itself after writing rows, before committing.
+    updater_kill_before_commit: bool = False

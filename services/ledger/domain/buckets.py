@@ -12,6 +12,12 @@ def bucket_start(instant: datetime) -> datetime:
     return utc.replace(minute=utc.minute - utc.minute % 15, second=0, microsecond=0)
 
 
+def ceil_to_bucket(instant: datetime) -> datetime:
+    """The first bucket boundary (UTC) at or after `instant`."""
+    start = bucket_start(instant)
+    return start if start == instant else start + BUCKET
+
+
 def format_instant(instant: datetime) -> str:
     """RFC 3339 in UTC with microseconds; sorts as text in time order."""
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,25 @@
+"""PostgreSQL connections for the read model: SQLAlchemy 2 engines on psycopg 3."""
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """postgresql://... (as libpq, Aurora and pgserver write it) with the psycopg 3 driver."""
+    url = make_url(database_url)
+    if url.drivername in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def create_database_engine(database_url: str, pool_size: int = 5) -> Engine:
+    """An engine whose pool checks each connection before use, so a restarted server is
+    reconnected to without restarting the service."""
+    return create_engine(
+        sqlalchemy_url(database_url),
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 3},
+    )

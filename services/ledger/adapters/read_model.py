@@ -1,0 +1,73 @@
+"""The PostgreSQL read model's tables (Alembic migrations create them; a test checks that
+the migrations and these definitions agree).
+
+shard_aggregates mirrors DynamoDB's aggregate items; bucket_totals and day_totals are
+derived from it in the same transaction, so that a balance at any instant costs one day
+row plus at most a day of buckets, however long the wallet's history.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# One row per DynamoDB aggregate item: (wallet, 15-minute bucket, shard).
+shard_aggregates = Table(
+    "shard_aggregates",
+    metadata,
+    Column("wallet_id", Text, primary_key=True),
+    Column("bucket", DateTime(timezone=True), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("amount", Numeric, nullable=False),
+    Column("record_count", BigInteger, nullable=False),
+)
+
+# The sum over shards of one (wallet, bucket).
+bucket_totals = Table(
+    "bucket_totals",
+    metadata,
+    Column("wallet_id", Text, primary_key=True),
+    Column("bucket", DateTime(timezone=True), primary_key=True),
+    Column("amount", Numeric, nullable=False),
+)
+
+# Per wallet and UTC day: the day's sum and the balance at the end of the day.
+day_totals = Table(
+    "day_totals",
+    metadata,
+    Column("wallet_id", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("amount", Numeric, nullable=False),
+    Column("balance_after", Numeric, nullable=False),
+)
+
+# How far the updater has read each stream shard; written with the rows it covers.
+stream_checkpoints = Table(
+    "stream_checkpoints",
+    metadata,
+    Column("stream_arn", Text, primary_key=True),
+    Column("shard_id", Text, primary_key=True),
+    Column("sequence_number", Text, nullable=True),
+    Column("finished", Boolean, nullable=False),
+)
+
+# One row: when the updater last finished a pass (the query service's as_of).
+projection_status = Table(
+    "projection_status",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("last_pass_finished_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("id = 1", name="projection_status_single_row"),
+)

@@ -1,0 +1,1 @@
+"""The WalletQuery service: balances and hourly history from the PostgreSQL read model."""

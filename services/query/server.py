@@ -1,0 +1,24 @@
+"""Entry point of `wallet serve query`: wires the read store into the servicer and serves."""
+
+from services.ledger.adapters.database import create_database_engine
+from services.ledger.adapters.read_store import PostgresReadStore
+from services.ledger.grpc_server import GrpcService
+from services.ledger.settings import Settings
+from services.query.servicer import WalletQueryServicer
+from wallet.v1 import query_pb2, query_pb2_grpc
+
+SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["WalletQuery"].full_name
+
+
+def build(settings: Settings, database_url: str, port: int | None = None) -> GrpcService:
+    """The query service on `port` (default: settings.query_port; 0 picks a free one)."""
+    engine = create_database_engine(database_url, pool_size=settings.database_pool_size)
+    servicer = WalletQueryServicer(PostgresReadStore(engine))
+    return GrpcService(
+        service_names=[SERVICE_NAME],
+        add_servicers=lambda server: query_pb2_grpc.add_WalletQueryServicer_to_server(
+            servicer, server
+        ),
+        address=f"{settings.listen_host}:{settings.query_port if port is None else port}",
+        workers=settings.grpc_workers,
+    )

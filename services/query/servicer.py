@@ -1,0 +1,87 @@
+"""WalletQuery: translates messages, asks the read store, builds the answer."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import grpc
+
+from services.ledger.adapters.read_store import ReadStore, ReadStoreUnavailable
+from services.ledger.domain.buckets import ceil_to_bucket
+from services.ledger.domain.errors import InvalidInput
+from services.ledger.domain.history import BalancePoint, balance_points, hour_grid, parse_time_zone
+from services.ledger.domain.ids import parse_wallet_id
+from services.ledger.domain.money import format_amount
+from services.ledger.grpc_errors import abort_invalid
+from services.ledger.proto_time import (
+    datetime_to_timestamp,
+    optional_timestamp,
+    required_timestamp,
+    timedelta_to_duration,
+)
+from wallet.v1 import query_pb2, query_pb2_grpc
+
+_UNAVAILABLE = "the read model is unavailable; retry"
+
+
+def point_message(point: BalancePoint) -> query_pb2.BalancePoint:
+    return query_pb2.BalancePoint(
+        time=datetime_to_timestamp(point.time),
+        balance=format_amount(point.balance),
+        change=format_amount(point.change),
+        utc_offset=timedelta_to_duration(point.utc_offset),
+    )
+
+
+def _set_as_of(
+    message: query_pb2.GetBalanceHistoryResponse | query_pb2.GetBalanceResponse,
+    as_of: datetime | None,
+) -> None:
+    if as_of is not None:
+        message.as_of.CopyFrom(datetime_to_timestamp(as_of))
+
+
+class WalletQueryServicer(query_pb2_grpc.WalletQueryServicer):
+    def __init__(
+        self, store: ReadStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._store = store
+        self._clock = clock
+
+    def GetBalanceHistory(
+        self, request: query_pb2.GetBalanceHistoryRequest, context: grpc.ServicerContext
+    ) -> query_pb2.GetBalanceHistoryResponse:
+        try:
+            wallet_id = parse_wallet_id(request.wallet_id)
+            grid = hour_grid(
+                required_timestamp(request, "start"),
+                required_timestamp(request, "end"),
+                parse_time_zone(request.time_zone),
+            )
+            history = self._store.history(wallet_id, grid.boundaries)
+        except InvalidInput as error:
+            abort_invalid(context, error)
+        except ReadStoreUnavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, _UNAVAILABLE)
+        points = balance_points(grid, history.opening, history.changes)
+        response = query_pb2.GetBalanceHistoryResponse(points=[point_message(p) for p in points])
+        _set_as_of(response, history.as_of)
+        return response
+
+    def GetBalance(
+        self, request: query_pb2.GetBalanceRequest, context: grpc.ServicerContext
+    ) -> query_pb2.GetBalanceResponse:
+        """The balance at the first 15-minute boundary at or after `at` (default now): the
+        read model keeps 15-minute sums, so that is the instant the answer is exact for."""
+        try:
+            wallet_id = parse_wallet_id(request.wallet_id)
+            at = ceil_to_bucket(optional_timestamp(request, "at") or self._clock())
+            balance = self._store.balance(wallet_id, at)
+        except InvalidInput as error:
+            abort_invalid(context, error)
+        except ReadStoreUnavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, _UNAVAILABLE)
+        response = query_pb2.GetBalanceResponse(
+            balance=format_amount(balance.balance), at=datetime_to_timestamp(at)
+        )
+        _set_as_of(response, balance.as_of)
+        return response

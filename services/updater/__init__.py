@@ -1,0 +1,1 @@
+"""The updater: projects DynamoDB aggregate items into the PostgreSQL read model."""

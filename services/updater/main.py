@@ -1,0 +1,56 @@
+"""Entry point of `wallet update`: one pass, --follow, or --rebuild, under the updater lock."""
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from services.ledger.adapters.database import create_database_engine
+from services.ledger.adapters.write_store import dynamodb_client
+from services.ledger.settings import Settings
+from services.updater.positions import CheckpointLost
+from services.updater.projection_store import ProjectionStore
+from services.updater.projector import Projector
+from services.updater.stream_reader import StreamReader, streams_client
+
+log = logging.getLogger(__name__)
+
+EXIT_CHECKPOINT_LOST = 3
+
+
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_updater(
+    settings: Settings, database_url: str, *, follow: bool, rebuild: bool, segments: int
+) -> int:
+    store = ProjectionStore(create_database_engine(database_url, pool_size=2))
+    reader = StreamReader(dynamodb_client(), streams_client(), settings.table_name)
+    # The crash-safety tests kill the updater between writing rows and committing.
+    before_commit = _kill_self if settings.updater_kill_before_commit else (lambda: None)
+    projector = Projector(reader, store, before_commit)
+    with store.exclusive() as locked:
+        if not locked:
+            print("another updater is running; nothing to do", file=sys.stderr)
+            return 0
+        try:
+            if rebuild:
+                report = projector.rebuild(segments)
+            elif follow:
+                stopping = threading.Event()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(signum, lambda *_: stopping.set())
+                projector.follow(settings.updater_interval_seconds, stopping)
+                return 0
+            else:
+                report = projector.run_pass()
+        except CheckpointLost as error:
+            print(f"wallet update: {error}", file=sys.stderr)
+            return EXIT_CHECKPOINT_LOST
+    print(
+        f"read {report.records_read} stream records from {report.shards} shards; "
+        f"projected {report.items} aggregate items, {report.changed_buckets} buckets changed"
+    )
+    return 0

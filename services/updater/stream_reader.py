@@ -1,0 +1,177 @@
+"""Reads the ledger table's DynamoDB stream: its shards, and every aggregate image after a
+position."""
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from services.ledger.adapters import ledger_table as t
+from services.ledger.domain.buckets import parse_instant
+from services.updater.positions import (
+    AggregateImage,
+    CheckpointLost,
+    ShardPosition,
+    StreamShard,
+    keep_newest,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
+
+# The calls the updater makes; its IAM role allows exactly these.
+DYNAMODB_ACTIONS = (
+    "dynamodb:DescribeTable",
+    "dynamodb:Scan",
+    "dynamodb:DescribeStream",
+    "dynamodb:GetShardIterator",
+    "dynamodb:GetRecords",
+)
+_PAGE = 1000
+
+
+def streams_client() -> "DynamoDBStreamsClient":
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=2)
+    return boto3.client("dynamodbstreams", config=config)
+
+
+def aggregate_image(item: dict[str, Any]) -> AggregateImage | None:
+    """The aggregate an item image describes, or None for other items (records)."""
+    if item.get(t.KIND, {}).get("S") != t.AGGREGATE_KIND:
+        return None
+    return AggregateImage(
+        wallet_id=item[t.WALLET_ID]["S"],
+        bucket=parse_instant(item[t.BUCKET]["S"]),
+        shard=int(item[t.SHARD]["N"]),
+        amount=Decimal(item[t.AMOUNT]["N"]),
+        record_count=int(item[t.RECORD_COUNT]["N"]),
+    )
+
+
+@dataclass
+class StreamBatch:
+    """What one pass read: the newest image per aggregate item and where each shard ended."""
+
+    stream_arn: str
+    images: dict[tuple[str, datetime, int], AggregateImage] = field(default_factory=dict)
+    positions: list[ShardPosition] = field(default_factory=list)
+    records_read: int = 0
+
+
+class StreamReader:
+    def __init__(
+        self,
+        dynamodb: "DynamoDBClient",
+        streams: "DynamoDBStreamsClient",
+        table_name: str,
+    ) -> None:
+        self._dynamodb = dynamodb
+        self._streams = streams
+        self._table_name = table_name
+
+    def stream_arn(self) -> str:
+        table = self._dynamodb.describe_table(TableName=self._table_name)["Table"]
+        arn = table.get("LatestStreamArn")
+        if not arn:
+            raise RuntimeError(f"table {self._table_name} has no stream enabled")
+        return arn
+
+    def shards(self, stream_arn: str) -> list[StreamShard]:
+        shards: list[StreamShard] = []
+        request: dict[str, Any] = {"StreamArn": stream_arn}
+        while True:
+            description = self._streams.describe_stream(**request)["StreamDescription"]
+            shards.extend(
+                StreamShard(shard["ShardId"], shard.get("ParentShardId"))
+                for shard in description.get("Shards", [])
+            )
+            last = description.get("LastEvaluatedShardId")
+            if not last:
+                return shards
+            request["ExclusiveStartShardId"] = last
+
+    def read(self, stream_arn: str, plan: list[ShardPosition]) -> StreamBatch:
+        """Reads each planned shard from its position until it has nothing more for now."""
+        batch = StreamBatch(stream_arn)
+        batch.positions = [self._read_shard(stream_arn, position, batch) for position in plan]
+        return batch
+
+    def _read_shard(
+        self, stream_arn: str, position: ShardPosition, batch: StreamBatch
+    ) -> ShardPosition:
+        """Adds the shard's records after `position` to the batch; returns the new position.
+
+        An empty page ends the read: an open shard has nothing more yet, and the next pass
+        goes on from the checkpoint. No next iterator means a closed shard read to its end."""
+        last_sequence = position.sequence_number
+        iterator: str | None = self._iterator(stream_arn, position)
+        while iterator:
+            page = self._streams.get_records(ShardIterator=iterator, Limit=_PAGE)
+            records = page.get("Records", [])
+            for record in records:
+                batch.records_read += 1
+                last_sequence = record["dynamodb"]["SequenceNumber"]
+                image = aggregate_image(dict(record["dynamodb"].get("NewImage", {})))
+                if image is not None:
+                    keep_newest(batch.images, image)
+            iterator = page.get("NextShardIterator")
+            if not records:
+                break
+        return ShardPosition(position.shard_id, last_sequence, finished=iterator is None)
+
+    def _iterator(self, stream_arn: str, position: ShardPosition) -> str:
+        request: dict[str, Any] = {"StreamArn": stream_arn, "ShardId": position.shard_id}
+        if position.sequence_number is None:
+            request["ShardIteratorType"] = "TRIM_HORIZON"
+        else:
+            request["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
+            request["SequenceNumber"] = position.sequence_number
+        try:
+            return self._streams.get_shard_iterator(**request)["ShardIterator"]
+        except self._streams.exceptions.TrimmedDataAccessException as error:
+            raise CheckpointLost(
+                f"stream shard {position.shard_id} dropped records after the checkpoint"
+            ) from error
+        except self._streams.exceptions.ResourceNotFoundException as error:
+            raise CheckpointLost(f"stream shard {position.shard_id} no longer exists") from error
+
+    def scan_aggregates(
+        self, segments: int, consume: Callable[[list[AggregateImage]], None]
+    ) -> None:
+        """Hands every aggregate item of the table to `consume`, a page at a time, from a
+        parallel scan. Calls to `consume` never overlap."""
+        one_at_a_time = threading.Lock()
+
+        def scan(segment: int) -> None:
+            for page in self._scan_segment(segment, segments):
+                with one_at_a_time:
+                    consume(page)
+
+        with ThreadPoolExecutor(max_workers=segments) as pool:
+            for future in [pool.submit(scan, segment) for segment in range(segments)]:
+                future.result()  # re-raises a segment's error
+
+    def _scan_segment(self, segment: int, segments: int) -> Iterator[list[AggregateImage]]:
+        request: dict[str, Any] = {
+            "TableName": self._table_name,
+            "Segment": segment,
+            "TotalSegments": segments,
+            "FilterExpression": "#kind = :aggregate",
+            "ExpressionAttributeNames": {"#kind": t.KIND},
+            "ExpressionAttributeValues": {":aggregate": {"S": t.AGGREGATE_KIND}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._dynamodb.scan(**request)
+            images = (aggregate_image(item) for item in page.get("Items", []))
+            yield [image for image in images if image is not None]
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
