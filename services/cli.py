@@ -20,6 +20,11 @@ def _configure_logging(level: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     _configure_logging(settings.log_level)
+    if args.service == "gateway":
+        from gateway.server import serve
+
+        serve(settings)
+        return 0
     try:
         if args.service == "command":
             from services.command import server as command_server
@@ -94,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run a service")
-    serve.add_argument("service", choices=["command", "query"])
+    serve.add_argument("service", choices=["command", "query", "gateway"])
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="apply the read model's schema migrations")

@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     listen_host: str = "0.0.0.0"
     command_port: int = Field(default=50051, ge=1, le=65535)
     query_port: int = Field(default=50052, ge=1, le=65535)
+    gateway_port: int = Field(default=8080, ge=1, le=65535)
+    # Where clients (the gateway, the CLI) find the gRPC services.
+    command_address: str = "127.0.0.1:50051"
+    query_address: str = "127.0.0.1:50052"
+    gateway_deadline_seconds: float = Field(default=10.0, gt=0)
     grpc_workers: int = Field(default=64, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"

@@ -1,6 +1,8 @@
 """`wallet dev`: the local stack on embedded defaults, as child processes of one command.
 
-Data lives in .wallet-dev/ and survives restarts. Ctrl-C or SIGTERM stops every child.
+DynamoDB Local, PostgreSQL (embedded unless DATABASE_URL is set), the schema, the table, the
+command and query services and the updater in --follow mode. Data lives in the dev folder
+(.wallet-dev/) and survives restarts. Ctrl-C or SIGTERM stops every child.
 """
 
 import os
@@ -9,15 +11,18 @@ import socket
 import subprocess
 import sys
 import threading
-from pathlib import Path
+from contextlib import ExitStack
 
+from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
+from services.ledger.adapters.migrations import migrate
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.settings import Settings
-from services.local.dynamodb_local import PROJECT_ROOT, DynamoDBLocal
+from services.local.dynamodb_local import DynamoDBLocal
+from services.local.embedded_postgres import embedded_postgres
 
-DEV_DIR_ENV = "WALLET_DEV_DIR"
 DYNAMODB_PORT_ENV = "WALLET_DYNAMODB_LOCAL_PORT"
+DEV_DIR_ENV = "WALLET_DEV_DIR"  # read by Settings.dev_dir
 
 
 class PortBusy(RuntimeError):
@@ -35,30 +40,66 @@ def require_free_port(name: str, port: int) -> None:
             ) from error
 
 
+def _children_commands() -> list[list[str]]:
+    wallet = [sys.executable, "-m", "services.cli"]
+    return [
+        [*wallet, "serve", "command"],
+        [*wallet, "serve", "query"],
+        [*wallet, "update", "--follow"],
+        [*wallet, "serve", "gateway"],
+    ]
+
+
 def run_dev_stack() -> int:
     settings = Settings()
-    data_dir = Path(os.environ.get(DEV_DIR_ENV, PROJECT_ROOT / ".wallet-dev"))
     dynamodb_port = int(os.environ.get(DYNAMODB_PORT_ENV, "8000"))
     require_free_port(f"DynamoDB Local (${DYNAMODB_PORT_ENV})", dynamodb_port)
     require_free_port("the command service ($WALLET_COMMAND_PORT)", settings.command_port)
+    require_free_port("the query service ($WALLET_QUERY_PORT)", settings.query_port)
+    require_free_port("the gateway ($WALLET_GATEWAY_PORT)", settings.gateway_port)
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
 
-    dynamodb = DynamoDBLocal(port=dynamodb_port, data_dir=data_dir / "dynamodb")
-    dynamodb.start()
-    children: list[subprocess.Popen[bytes]] = []
-    try:
-        env = {**os.environ, **dynamodb.client_env()}
+    with ExitStack() as stack:
+        dynamodb = DynamoDBLocal(port=dynamodb_port, data_dir=settings.dev_dir / "dynamodb")
+        dynamodb.start()
+        stack.callback(dynamodb.stop)
         os.environ.update(dynamodb.client_env())
         ensure_table(dynamodb_client(), settings.table_name)
-        children.append(
-            subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "command"], env=env)
-        )
+
+        database_url = settings.database_url
+        if database_url is None:
+            postgres = embedded_postgres(settings.dev_dir / "postgres")
+            stack.callback(postgres.cleanup)
+            database_url = postgres.get_uri()
+        engine = create_database_engine(database_url, pool_size=1)
+        migrate(engine)
+        engine.dispose()
+
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "WALLET_COMMAND_ADDRESS": f"127.0.0.1:{settings.command_port}",
+            "WALLET_QUERY_ADDRESS": f"127.0.0.1:{settings.query_port}",
+        }
+        children = [subprocess.Popen(command, env=env) for command in _children_commands()]
+        stack.callback(_stop_all, children)
+        gateway = f"http://127.0.0.1:{settings.gateway_port}"
         print(
-            f"DynamoDB Local   {dynamodb.endpoint_url} (data in {data_dir})\n"
+            f"DynamoDB Local   {dynamodb.endpoint_url} (data in {settings.dev_dir})\n"
+            f"PostgreSQL       {database_url}\n"
             f"WalletCommand    grpc://127.0.0.1:{settings.command_port}\n"
+            f"WalletQuery      grpc://127.0.0.1:{settings.query_port}\n"
+            "Updater          following the table's stream\n"
+            f"Gateway          {gateway} (docs: {gateway}/docs)\n\n"
+            "Try:\n"
+            f"  curl -s -X POST {gateway}/v1/wallets/alice/records \\\n"
+            "    -H 'Content-Type: application/json' -H 'Idempotency-Key: try-0001' \\\n"
+            '    -d \'{"datetime": "2019-10-05T14:48:01+01:00", "amount": "1.1"}\'\n'
+            f"  curl -s '{gateway}/v1/wallets/alice/history"
+            "?start=2019-10-05T12:00:00Z&end=2019-10-05T14:00:00Z'\n\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )
@@ -66,10 +107,15 @@ def run_dev_stack() -> int:
             if any(child.poll() is not None for child in children):
                 print("a service exited; stopping the stack", file=sys.stderr)
                 return 1
-        return 0
-    finally:
-        for child in children:
-            child.terminate()
-        for child in children:
+    return 0
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
             child.wait()
-        dynamodb.stop()

@@ -13,7 +13,8 @@ from types import TracebackType
 import boto3
 from botocore.config import Config
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from services.ledger.settings import PROJECT_ROOT
+
 JAR_ENV = "WALLET_DYNAMODB_LOCAL_JAR"
 # DynamoDB Local takes any credentials; these keep boto3 from looking for real ones.
 LOCAL_AWS_ENV = {

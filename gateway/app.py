@@ -1,0 +1,59 @@
+"""The gateway app: routes, problem handlers, health, and the gRPC channels' lifetime."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway import problems, routes_seed, routes_v1
+from gateway.backends import Backends
+from services.ledger.settings import Settings
+
+DESCRIPTION = """Records coin deposits exactly once and answers the balance at every hour.
+
+Amounts are decimal strings (JSON numbers are read exactly). Errors are
+`application/problem+json`. Writes are idempotent by `Idempotency-Key`.
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.backends = Backends(
+            settings.command_address, settings.query_address, settings.gateway_deadline_seconds
+        )
+        yield
+        await app.state.backends.close()
+
+    app = FastAPI(
+        title="Wallet ledger", version="1.0.0", description=DESCRIPTION, lifespan=lifespan
+    )
+    app.include_router(routes_v1.router)
+    app.include_router(routes_seed.router)
+    app.add_exception_handler(problems.Problem, problems.problem_handler)
+    app.add_exception_handler(RequestValidationError, problems.validation_handler)
+    app.add_exception_handler(StarletteHTTPException, problems.http_error_handler)
+    app.add_exception_handler(Exception, problems.unexpected_error_handler)
+
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Both gRPC backends answer their health checks",
+        responses={503: {"description": "A backend is not serving"}},
+    )
+    async def readyz() -> JSONResponse:
+        backends = await app.state.backends.readiness()
+        ready = all(backends.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "backends": backends},
+            status_code=200 if ready else 503,
+        )
+
+    return app

@@ -1,0 +1,106 @@
+"""The gateway's use of the gRPC services: build the request, call with a deadline, turn a
+failed status into a Problem. Shared by the v1 routes and the seed's compat routes."""
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import grpc
+from starlette.datastructures import Headers
+
+from gateway.backends import Backends
+from gateway.problems import Problem
+from services.ledger.domain.errors import InvalidInput
+from services.ledger.domain.ids import parse_request_id
+from services.ledger.domain.instants import parse_rfc3339
+from services.ledger.proto_time import datetime_to_timestamp
+from wallet.v1 import command_pb2, query_pb2, records_pb2
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+TRACE_ID = "X-Amzn-Trace-Id"
+# gRPC field names as the HTTP API calls them.
+_RECORD_FIELDS = {"occurred_at": "datetime", "request_id": IDEMPOTENCY_KEY}
+_HISTORY_FIELDS = {"time_zone": "tz"}
+
+
+def request_key(headers: Headers) -> str:
+    """Idempotency-Key if sent (it must be valid), else a valid X-Amzn-Trace-Id, else new."""
+    if IDEMPOTENCY_KEY in headers:
+        try:
+            return parse_request_id(headers[IDEMPOTENCY_KEY], IDEMPOTENCY_KEY)
+        except InvalidInput as error:
+            raise Problem.from_invalid(error) from error
+    try:
+        return parse_request_id(headers.get(TRACE_ID, ""), TRACE_ID)
+    except InvalidInput:
+        return str(uuid.uuid4())
+
+
+def parse_instant(text: str, field: str) -> datetime:
+    try:
+        return parse_rfc3339(text, field)
+    except InvalidInput as error:
+        raise Problem.from_invalid(error) from error
+
+
+async def record_deposit(
+    backends: Backends, wallet_id: str, request_id: str, occurred_at: datetime, amount: str
+) -> tuple[records_pb2.Record, bool]:
+    """(the stored record, whether it was a replay)."""
+    request = command_pb2.RecordTransactionRequest(
+        wallet_id=wallet_id,
+        request_id=request_id,
+        occurred_at=datetime_to_timestamp(occurred_at),
+        amount=amount,
+    )
+    try:
+        response = await backends.command.RecordTransaction(request, timeout=backends.deadline)
+    except grpc.RpcError as error:
+        raise Problem.from_rpc_error(error, _RECORD_FIELDS) from error
+    return response.record, response.replayed
+
+
+async def balance_history(
+    backends: Backends, wallet_id: str, start: datetime, end: datetime, time_zone: str
+) -> query_pb2.GetBalanceHistoryResponse:
+    request = query_pb2.GetBalanceHistoryRequest(
+        wallet_id=wallet_id,
+        start=datetime_to_timestamp(start),
+        end=datetime_to_timestamp(end),
+        time_zone=time_zone,
+    )
+    try:
+        response: query_pb2.GetBalanceHistoryResponse = await backends.query.GetBalanceHistory(
+            request, timeout=backends.deadline
+        )
+    except grpc.RpcError as error:
+        raise Problem.from_rpc_error(error, _HISTORY_FIELDS) from error
+    return response
+
+
+async def balance(backends: Backends, wallet_id: str) -> query_pb2.GetBalanceResponse:
+    try:
+        response: query_pb2.GetBalanceResponse = await backends.query.GetBalance(
+            query_pb2.GetBalanceRequest(wallet_id=wallet_id), timeout=backends.deadline
+        )
+    except grpc.RpcError as error:
+        raise Problem.from_rpc_error(error, {}) from error
+    return response
+
+
+def utc_text(instant: datetime) -> str:
+    """RFC 3339 in UTC with a Z."""
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def local_text(instant: datetime, utc_offset: timedelta) -> str:
+    """RFC 3339 in the given offset, e.g. 2019-10-05T15:00:00+01:00."""
+    return instant.astimezone(timezone(utc_offset)).isoformat()
+
+
+def as_of_text(
+    answer: query_pb2.GetBalanceHistoryResponse | query_pb2.GetBalanceResponse,
+) -> str | None:
+    """When the read model was last brought up to date; None before the first pass."""
+    if not answer.HasField("as_of"):
+        return None
+    return utc_text(answer.as_of.ToDatetime(tzinfo=UTC))

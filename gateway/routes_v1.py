@@ -1,0 +1,137 @@
+"""/v1: deposits, balance history and balance, per wallet."""
+
+from datetime import UTC
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from gateway import calls
+from gateway.backends import Backends
+from gateway.bodies import amount_text, json_object, only_fields, required_text
+from gateway.problems import problem_responses
+from gateway.schemas import BalanceOut, HistoryOut, RecordIn, RecordOut
+from wallet.v1 import records_pb2
+
+_INSTANT = "RFC 3339 with an offset"
+
+router = APIRouter(prefix="/v1/wallets/{wallet_id}", tags=["wallets"])
+
+
+def backends(request: Request) -> Backends:
+    found: Backends = request.app.state.backends
+    return found
+
+
+BackendsDep = Annotated[Backends, Depends(backends)]
+
+
+def record_body(record: records_pb2.Record) -> dict[str, str]:
+    return {
+        "wallet_id": record.wallet_id,
+        "request_id": record.request_id,
+        "datetime": calls.utc_text(record.occurred_at.ToDatetime(tzinfo=UTC)),
+        "amount": record.amount,
+        "recorded_at": calls.utc_text(record.recorded_at.ToDatetime(tzinfo=UTC)),
+    }
+
+
+@router.post(
+    "/records",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Record a deposit (idempotent by Idempotency-Key)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RecordIn.model_json_schema()}},
+        },
+        "parameters": [
+            {
+                "name": calls.IDEMPOTENCY_KEY,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "description": "1-255 printable ASCII characters; else X-Amzn-Trace-Id is "
+                "used, else one is generated (returned as request_id)",
+            }
+        ],
+    },
+    responses={
+        200: {
+            "description": "A replay: the original record (header Idempotent-Replayed: true)",
+            "model": RecordOut,
+        },
+        **problem_responses(400, 409, 413, 415, 422, 500, 503, 504),
+    },
+)
+async def record(wallet_id: str, request: Request, backends: BackendsDep) -> JSONResponse:
+    key = calls.request_key(request.headers)
+    body = await json_object(request)
+    only_fields(body, ("datetime", "amount"))
+    occurred_at = calls.parse_instant(required_text(body, "datetime"), "datetime")
+    stored, replayed = await calls.record_deposit(
+        backends, wallet_id, key, occurred_at, amount_text(body)
+    )
+    if replayed:
+        return JSONResponse(record_body(stored), headers={"Idempotent-Replayed": "true"})
+    return JSONResponse(record_body(stored), status_code=201)
+
+
+@router.get(
+    "/history",
+    response_model=HistoryOut,
+    summary="Balance at every hour start between start and end, in a time zone",
+    responses=problem_responses(400, 500, 503, 504),
+)
+async def history(
+    wallet_id: str,
+    backends: BackendsDep,
+    start: Annotated[
+        str, Query(description="RFC 3339 with offset", examples=["2019-10-05T12:00:00Z"])
+    ],
+    end: Annotated[
+        str, Query(description="RFC 3339 with offset", examples=["2019-10-05T14:00:00Z"])
+    ],
+    tz: Annotated[str, Query(description="IANA time zone", examples=["Europe/Paris"])] = "UTC",
+) -> HistoryOut | JSONResponse:
+    answer = await calls.balance_history(
+        backends,
+        wallet_id,
+        calls.parse_instant(start, "start"),
+        calls.parse_instant(end, "end"),
+        tz,
+    )
+    return JSONResponse(
+        {
+            "wallet_id": wallet_id,
+            "time_zone": tz,
+            "as_of": calls.as_of_text(answer),
+            "points": [
+                {
+                    "datetime": calls.local_text(
+                        point.time.ToDatetime(tzinfo=UTC), point.utc_offset.ToTimedelta()
+                    ),
+                    "balance": point.balance,
+                    "change": point.change,
+                }
+                for point in answer.points
+            ],
+        }
+    )
+
+
+@router.get(
+    "/balance",
+    response_model=BalanceOut,
+    summary="The wallet's current balance",
+    responses=problem_responses(400, 500, 503, 504),
+)
+async def balance(wallet_id: str, backends: BackendsDep) -> BalanceOut:
+    answer = await calls.balance(backends, wallet_id)
+    return BalanceOut(
+        wallet_id=wallet_id,
+        balance=answer.balance,
+        at=calls.utc_text(answer.at.ToDatetime(tzinfo=UTC)),
+        as_of=calls.as_of_text(answer),
+    )

@@ -1,0 +1,18 @@
+"""Entry point of `wallet serve gateway`: the app under uvicorn (which stops gracefully on
+SIGTERM: in-flight requests finish, new connections are refused)."""
+
+import uvicorn
+
+from gateway.app import create_app
+from services.ledger.settings import Settings
+
+
+def serve(settings: Settings) -> None:
+    uvicorn.run(
+        create_app(settings),
+        host=settings.listen_host,
+        port=settings.gateway_port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        access_log=False,
+    )
