@@ -17,7 +17,8 @@ log = logging.getLogger("wallet.calls")
 
 
 class CallLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Logs one structured line per unary call: method, wallet, request id, outcome, latency."""
+    """Logs one structured line per unary call (method, wallet, request id, outcome,
+    latency) and turns unexpected exceptions into INTERNAL without their text."""
 
     def intercept_service(
         self,
@@ -36,6 +37,13 @@ class CallLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             try:
                 response = behaviour(request, context)
                 return response
+            except Exception:
+                # context.abort() raises too, with its code set; anything else is a bug,
+                # logged here and answered without its internals (not as UNKNOWN + text).
+                if context.code() is None:  # type: ignore[attr-defined]
+                    log.exception("unexpected error", extra={"method": method})
+                    context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                raise
             finally:
                 # grpc-stubs predates ServicerContext.code().
                 code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]

@@ -47,7 +47,8 @@ class WalletCommandServicer:
     """
 
     def RecordTransaction(self, request, context):
-        """Records one deposit exactly once per (wallet_id, request_id).
+        """Records one deposit exactly once per request_id. Request ids are global: the same
+        request_id sent for another wallet is a conflict, not a second deposit.
         Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input;
         ALREADY_EXISTS when request_id was used with another payload; UNAVAILABLE when the
         store cannot be reached (safe to retry with the same request_id).

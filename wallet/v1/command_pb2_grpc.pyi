@@ -34,7 +34,8 @@ class WalletCommandStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> WalletCommandAsyncStub: ...
     RecordTransaction: _grpc.UnaryUnaryMultiCallable[_command_pb2.RecordTransactionRequest, _command_pb2.RecordTransactionResponse]
-    """Records one deposit exactly once per (wallet_id, request_id).
+    """Records one deposit exactly once per request_id. Request ids are global: the same
+    request_id sent for another wallet is a conflict, not a second deposit.
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input;
     ALREADY_EXISTS when request_id was used with another payload; UNAVAILABLE when the
     store cannot be reached (safe to retry with the same request_id).
@@ -46,7 +47,8 @@ class WalletCommandAsyncStub(WalletCommandStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RecordTransaction: _aio.UnaryUnaryMultiCallable[_command_pb2.RecordTransactionRequest, _command_pb2.RecordTransactionResponse]  # type: ignore[assignment]
-    """Records one deposit exactly once per (wallet_id, request_id).
+    """Records one deposit exactly once per request_id. Request ids are global: the same
+    request_id sent for another wallet is a conflict, not a second deposit.
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input;
     ALREADY_EXISTS when request_id was used with another payload; UNAVAILABLE when the
     store cannot be reached (safe to retry with the same request_id).
@@ -61,7 +63,8 @@ class WalletCommandServicer(metaclass=_abc_1.ABCMeta):
         request: _command_pb2.RecordTransactionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_pb2.RecordTransactionResponse, _abc.Awaitable[_command_pb2.RecordTransactionResponse]]:
-        """Records one deposit exactly once per (wallet_id, request_id).
+        """Records one deposit exactly once per request_id. Request ids are global: the same
+        request_id sent for another wallet is a conflict, not a second deposit.
         Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input;
         ALREADY_EXISTS when request_id was used with another payload; UNAVAILABLE when the
         store cannot be reached (safe to retry with the same request_id).

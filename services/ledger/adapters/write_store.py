@@ -191,7 +191,8 @@ class DynamoWriteStore:
                 raise _unavailable_or_bug(error) from error
             except BotoCoreError as error:
                 raise StoreUnavailable(f"DynamoDB unreachable: {error}") from error
-            self._sleep(self._backoff(attempt))
+            if attempt + 1 < self._max_attempts:
+                self._sleep(self._backoff(attempt))
         raise StoreContended(
             f"transaction for request {deposit.request_id!r} conflicted {self._max_attempts} times"
         )

@@ -20,7 +20,9 @@ def ceil_to_bucket(instant: datetime) -> datetime:
 
 def format_instant(instant: datetime) -> str:
     """RFC 3339 in UTC with microseconds; sorts as text in time order."""
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = instant.astimezone(UTC)
+    # %Y does not pad years before 1000 on Linux; the text must sort in time order.
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_instant(text: str) -> datetime:

@@ -6,6 +6,7 @@ records dated before T; its change is the sum of the records since the previous 
 in that zone (so consecutive balances differ by exactly the change, also across DST jumps).
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,12 +15,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.ledger.domain.buckets import BUCKET, ceil_to_bucket
 from services.ledger.domain.errors import InvalidInput
+from services.ledger.domain.money import exact_arithmetic
 
 MAX_POINTS = 10_000
 _HOUR = timedelta(hours=1)
 # A zone has at most ~1 hour start per hour, plus one per repeated DST hour; a range longer
 # than this cannot be within the limit and is refused before any point is computed.
 _MAX_RANGE = _HOUR * (MAX_POINTS + 48)
+# IANA names: up to three path parts of letters, digits, '_', '+', '-' (America/Argentina/Salta).
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]{1,32}(/[A-Za-z0-9_+-]{1,32}){0,2}")
 # Keeps the search for the hour start before `start` clear of datetime's limits.
 _FIRST_YEAR, _LAST_YEAR = 1900, 9998
 
@@ -28,10 +32,13 @@ def parse_time_zone(name: str, field: str = "time_zone") -> ZoneInfo:
     """The IANA zone `name`; empty means UTC."""
     if not name:
         return ZoneInfo("UTC")
+    if not _ZONE_NAME.fullmatch(name):
+        raise InvalidInput.single(field, f"unknown IANA time zone {name[:64]!r}")
+    # OSError: a name the file system refuses (too long, say) before zoneinfo can say no.
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise InvalidInput.single(field, f"unknown IANA time zone {name!r}") from error
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:
+        raise InvalidInput.single(field, f"unknown IANA time zone {name[:64]!r}") from error
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,18 @@ class BalancePoint:
 
 
 def _is_hour_start(instant: datetime, zone: ZoneInfo) -> bool:
+    """Whether `instant` (a UTC quarter hour) starts an hour in `zone`. Refuses instants
+    where the zone's offset is not a multiple of 15 minutes (local mean time before a zone
+    adopted standard time, e.g. Africa/Monrovia until 1972): their hours start between
+    buckets, so no exact answer exists."""
     local = instant.astimezone(zone)
+    offset = local.utcoffset()
+    if offset is None or offset % BUCKET:
+        raise InvalidInput.single(
+            "time_zone",
+            f"{zone.key} had a UTC offset of {offset} around {instant:%Y-%m-%d}, "
+            "which hourly history cannot answer exactly",
+        )
     return local.minute == 0 and local.second == 0 and local.microsecond == 0
 
 
@@ -98,7 +116,8 @@ def balance_points(
     points = []
     balance = opening
     for time, change in zip(grid.points, changes, strict=True):
-        balance += change
+        with exact_arithmetic():
+            balance += change
         offset = time.astimezone(grid.zone).utcoffset()
         assert offset is not None
         points.append(BalancePoint(time=time, balance=balance, change=change, utc_offset=offset))

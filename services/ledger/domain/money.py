@@ -1,7 +1,8 @@
 """Exact money: amounts are `Decimal`, never floats."""
 
 import re
-from decimal import Decimal
+from contextlib import AbstractContextManager
+from decimal import Context, Decimal, localcontext
 
 from services.ledger.domain.errors import InvalidInput
 
@@ -9,6 +10,8 @@ MAX_INTEGER_DIGITS = 20
 MAX_FRACTION_DIGITS = 18
 # Longer inputs cannot be valid amounts worth parsing; refuse them before Decimal sees them.
 _MAX_TEXT_LENGTH = 100
+# Digits kept by canonical_amount: more than any amount text or any sum of amounts has.
+_EXACT_PRECISION = 200
 # Plain decimal syntax with an optional exponent. Decimal() alone would also accept
 # "1_000", " 1", "NaN" and "Infinity".
 _DECIMAL_SYNTAX = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
@@ -25,30 +28,41 @@ def parse_amount(text: str, field: str = "amount") -> Decimal:
         raise InvalidInput.single(field, "is required")
     if len(text) > _MAX_TEXT_LENGTH or not _DECIMAL_SYNTAX.fullmatch(text):
         raise InvalidInput.single(field, "must be a decimal number such as 1.1 or 2e3")
-    value = Decimal(text)
+    value = Decimal(text)  # exact: construction from text ignores the context's precision
     if value <= 0:
         raise InvalidInput.single(field, "must be greater than zero")
-    _, digits, exponent = value.normalize().as_tuple()
-    assert isinstance(exponent, int)  # finite by the syntax check above
-    integer_digits = max(len(digits) + exponent, 0)
-    fraction_digits = max(-exponent, 0)
-    if integer_digits > MAX_INTEGER_DIGITS:
+    # Bounds first, from the exponent alone: 1e1000000 or 1e-999999999 must never reach
+    # arithmetic, where the context would overflow or round them.
+    if value.adjusted() >= MAX_INTEGER_DIGITS:
         raise InvalidInput.single(
             field, f"must have at most {MAX_INTEGER_DIGITS} digits before the decimal point"
         )
-    if fraction_digits > MAX_FRACTION_DIGITS:
+    canonical = canonical_amount(value) if value.adjusted() >= -MAX_FRACTION_DIGITS else value
+    exponent = canonical.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite by the syntax check above
+    if -exponent > MAX_FRACTION_DIGITS:
         raise InvalidInput.single(
             field, f"must have at most {MAX_FRACTION_DIGITS} digits after the decimal point"
         )
-    return canonical_amount(value)
+    return canonical
+
+
+def exact_arithmetic() -> AbstractContextManager[Context]:
+    """A decimal context in which sums of ledger amounts never round (the default keeps 28
+    significant digits; an amount alone may have 38)."""
+    return localcontext(prec=_EXACT_PRECISION, Emax=_EXACT_PRECISION, Emin=-_EXACT_PRECISION)
 
 
 def canonical_amount(value: Decimal) -> Decimal:
-    """The value without trailing zeros and never in exponent form: 1.10 -> 1.1, 1E+2 -> 100."""
-    normalized = value.normalize()
-    _, _, exponent = normalized.as_tuple()
-    assert isinstance(exponent, int)
-    return normalized.quantize(Decimal(1)) if exponent > 0 else normalized
+    """The value without trailing zeros and never in exponent form: 1.10 -> 1.1, 1E+2 -> 100.
+
+    Exact for every value the ledger holds (amounts and sums of them): the context is wide
+    enough that normalize() and quantize() never round."""
+    with exact_arithmetic():
+        normalized = value.normalize()
+        exponent = normalized.as_tuple().exponent
+        assert isinstance(exponent, int)
+        return normalized.quantize(Decimal(1)) if exponent > 0 else normalized
 
 
 def format_amount(value: Decimal) -> str:
