@@ -1,0 +1,222 @@
+"""The write store's retry and failure mapping, against a scripted fake client: no network,
+no real sleeping."""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from mypy_boto3_dynamodb.client import DynamoDBClient
+
+from services.ledger.adapters.write_store import (
+    DynamoWriteStore,
+    StoreContended,
+    StoreUnavailable,
+    stored_record_from_item,
+)
+from services.ledger.domain.records import Recorded, Replayed, StoredRecord, new_deposit
+
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+DEPOSIT = new_deposit(
+    wallet_id="w1",
+    request_id="req-1",
+    occurred_at=datetime(2024, 6, 1, 11, 50, tzinfo=UTC),
+    amount="2.5",
+    now=NOW,
+)
+# The exception classes of a real client: what `client.exceptions` holds at run time.
+EXCEPTIONS = boto3.client(
+    "dynamodb",
+    region_name="us-east-1",
+    aws_access_key_id="unused",
+    aws_secret_access_key="unused",
+).exceptions
+
+CONFLICT = {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+NONE = {"Code": "None"}
+
+
+def cancelled(*reasons: dict[str, Any]) -> ClientError:
+    response: Any = {
+        "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+        "CancellationReasons": list(reasons),
+    }
+    return EXCEPTIONS.TransactionCanceledException(
+        response,
+        "TransactWriteItems",
+    )
+
+
+def client_error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": code}}, "TransactWriteItems")
+
+
+class ScriptedClient:
+    """transact_write_items raises the scripted exceptions in turn, then succeeds."""
+
+    exceptions = EXCEPTIONS
+
+    def __init__(self, script: Sequence[Exception]) -> None:
+        self._script = list(script)
+        self.calls: list[dict[str, Any]] = []
+
+    def transact_write_items(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        if self._script:
+            raise self._script.pop(0)
+        return {}
+
+
+class RecordingSleep:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def make_store(client: ScriptedClient, sleep: RecordingSleep, **options: Any) -> DynamoWriteStore:
+    return DynamoWriteStore(
+        cast(DynamoDBClient, client), "ledger", 8, clock=lambda: NOW, sleep=sleep, **options
+    )
+
+
+def test_no_conflict_means_one_call_and_no_sleep() -> None:
+    client, sleep = ScriptedClient([]), RecordingSleep()
+    assert make_store(client, sleep).record(DEPOSIT) == Recorded(StoredRecord(DEPOSIT, NOW))
+    assert len(client.calls) == 1
+    assert sleep.delays == []
+    items = client.calls[0]["TransactItems"]
+    assert [next(iter(item)) for item in items] == ["Put", "Update"]
+    assert client.calls[0]["ClientRequestToken"]
+    assert len(client.calls[0]["ClientRequestToken"]) <= 36  # DynamoDB's limit
+
+
+@pytest.mark.parametrize(
+    "reasons",
+    [
+        pytest.param((NONE, CONFLICT), id="aggregate in a concurrent transaction"),
+        pytest.param((CONFLICT, NONE), id="record in a concurrent transaction"),
+        pytest.param((CONFLICT, CONFLICT), id="both"),
+    ],
+)
+def test_transaction_conflicts_are_retried_until_it_succeeds(
+    reasons: tuple[dict[str, Any], ...],
+) -> None:
+    client, sleep = ScriptedClient([cancelled(*reasons)] * 3), RecordingSleep()
+    store = make_store(client, sleep, backoff_base=0.01, backoff_cap=0.03)
+
+    outcome = store.record(DEPOSIT)
+
+    assert outcome == Recorded(StoredRecord(DEPOSIT, NOW))
+    assert len(client.calls) == 4
+    # Every attempt writes the same items (one recorded_at), with capped, growing backoff.
+    assert all(call["TransactItems"] == client.calls[0]["TransactItems"] for call in client.calls)
+    assert len(sleep.delays) == 3
+    for attempt, delay in enumerate(sleep.delays):
+        assert 0 <= delay <= min(0.03, 0.01 * 2**attempt)
+
+
+def test_each_attempt_has_its_own_client_request_token() -> None:
+    """A retried attempt with the token of the cancelled one would be refused by DynamoDB's
+    idempotency window (IdempotentParameterMismatch) or answered from its cache."""
+    client = ScriptedClient([cancelled(NONE, CONFLICT)] * 2)
+    make_store(client, RecordingSleep()).record(DEPOSIT)
+    tokens = [call["ClientRequestToken"] for call in client.calls]
+    assert len(set(tokens)) == len(tokens) == 3
+
+
+def test_persistent_conflicts_end_in_store_contended() -> None:
+    client, sleep = ScriptedClient([cancelled(NONE, CONFLICT)] * 10), RecordingSleep()
+    with pytest.raises(StoreContended):
+        make_store(client, sleep, max_attempts=4).record(DEPOSIT)
+    assert len(client.calls) == 4
+
+
+def test_no_sleep_after_the_last_attempt() -> None:
+    """Once the budget is spent the caller gets its error at once, not after one more
+    backoff (up to backoff_cap) that no attempt follows."""
+    client, sleep = ScriptedClient([cancelled(NONE, CONFLICT)] * 10), RecordingSleep()
+    with pytest.raises(StoreContended):
+        make_store(client, sleep, max_attempts=4).record(DEPOSIT)
+    assert len(sleep.delays) == 3
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ResourceNotFoundException",
+    ],
+)
+def test_throttling_and_outage_errors_are_store_unavailable(code: str) -> None:
+    client, sleep = ScriptedClient([client_error(code)]), RecordingSleep()
+    with pytest.raises(StoreUnavailable):
+        make_store(client, sleep).record(DEPOSIT)
+    assert len(client.calls) == 1  # botocore already retried; no second layer of retries
+
+
+@pytest.mark.parametrize(
+    "reasons",
+    [
+        pytest.param((NONE, {"Code": "ThrottlingError"}), id="ThrottlingError"),
+        pytest.param(
+            ({"Code": "ProvisionedThroughputExceeded"}, NONE), id="ProvisionedThroughputExceeded"
+        ),
+    ],
+)
+def test_throttling_cancellation_reason_is_store_unavailable(
+    reasons: tuple[dict[str, Any], ...],
+) -> None:
+    client = ScriptedClient([cancelled(*reasons)])
+    with pytest.raises(StoreUnavailable):
+        make_store(client, RecordingSleep()).record(DEPOSIT)
+    assert len(client.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+        ReadTimeoutError(endpoint_url="http://127.0.0.1:1"),
+    ],
+    ids=["EndpointConnectionError", "ReadTimeoutError"],
+)
+def test_unreachable_endpoint_is_store_unavailable(error: Exception) -> None:
+    client = ScriptedClient([error])
+    with pytest.raises(StoreUnavailable) as raised:
+        make_store(client, RecordingSleep()).record(DEPOSIT)
+    assert raised.value.__cause__ is error
+
+
+def test_other_client_errors_are_not_disguised_as_unavailable() -> None:
+    """A ValidationException is a bug to surface, not an outage to retry."""
+    error = client_error("ValidationException")
+    client = ScriptedClient([error])
+    with pytest.raises(ClientError) as raised:
+        make_store(client, RecordingSleep()).record(DEPOSIT)
+    assert raised.value is error
+    assert not isinstance(raised.value, StoreUnavailable)
+
+
+def test_condition_failure_decides_from_the_returned_item() -> None:
+    """The cancelled Put hands back the stored item; its payload decides replay."""
+    stored_item = {
+        "wallet_id": {"S": "w1"},
+        "request_id": {"S": "req-1"},
+        "amount": {"N": "2.50"},
+        "occurred_at": {"S": "2024-06-01T11:50:00.000000Z"},
+        "recorded_at": {"S": "2024-06-01T11:55:00.000000Z"},
+    }
+    failed = {"Code": "ConditionalCheckFailed", "Item": stored_item}
+    client = ScriptedClient([cancelled(failed, NONE)])
+    outcome = make_store(client, RecordingSleep()).record(DEPOSIT)
+    assert outcome == Replayed(stored_record_from_item(stored_item))
+    assert isinstance(outcome, Replayed)
+    assert outcome.record.recorded_at == datetime(2024, 6, 1, 11, 55, tzinfo=UTC)
