@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger("wallet.calls")
+_UNLOGGED = ("/grpc.health.v1.Health/",)
 
 
 class CallLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
@@ -26,9 +27,10 @@ class CallLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> "grpc.RpcMethodHandler[Any, Any] | None":
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
         method = handler_call_details.method
+        # Health probes come every few seconds from load balancers: not worth a line each.
+        if handler is None or handler.unary_unary is None or method.startswith(_UNLOGGED):
+            return handler
         behaviour = handler.unary_unary
 
         def logged(request: Any, context: grpc.ServicerContext) -> Any:

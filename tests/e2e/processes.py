@@ -1,0 +1,364 @@
+"""Helpers for end-to-end tests: `wallet` commands as real child processes, talked to over
+real sockets, and always stopped again."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+import boto3
+import grpc
+import psutil
+from botocore.config import Config
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.ledger.adapters import ledger_table as t
+from services.ledger.settings import PROJECT_ROOT
+from services.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
+from services.local.dynamodb_local import (
+    JAR_ENV,
+    LOCAL_AWS_ENV,
+    DynamoDBLocal,
+    free_port,
+)
+from wallet.v1 import command_pb2
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+COMMAND_SERVICE = "wallet.v1.WalletCommand"
+RECORD_METHOD = f"/{COMMAND_SERVICE}/RecordTransaction"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+# A past instant, so no deposit in these tests trips the "not in the future" rule.
+OCCURRED_AT = datetime(2024, 3, 1, 10, 7, 30, tzinfo=UTC)
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without WALLET_* (except the jar location), AWS_* and
+    DATABASE_URL, plus `overrides`: children see only what the test gives them."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AWS_")
+        and (not name.startswith("WALLET_") or name == JAR_ENV)
+        and name != "DATABASE_URL"
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
+
+
+def wallet_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "services.cli", *args]
+
+
+def health_status(port: int, service: str = "", timeout: float = 1.0) -> int | None:
+    """The health status the process on `port` reports for `service`, None if no answer."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError:
+            return None
+        status: int = response.status
+        return status
+
+
+def tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+def wait_until_serving(
+    process: "subprocess.Popen[bytes]", port: int, log: Path, timeout: float
+) -> None:
+    """Polls the gRPC health check until SERVING; fails early when the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"{process.args!r} exited with {process.returncode} before serving:\n{tail(log)}"
+            )
+        if health_status(port) == SERVING:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{process.args!r} not SERVING on {port} after {timeout} s:\n{tail(log)}")
+
+
+def is_alive(process: psutil.Process) -> bool:
+    """True while the process runs (a zombie or a reused pid counts as gone)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def kill_all(processes: Iterable[psutil.Process]) -> None:
+    for process in processes:
+        if is_alive(process):
+            try:
+                process.kill()
+            except psutil.Error:
+                continue
+
+
+def stop(process: "subprocess.Popen[bytes]", timeout: float = 15.0) -> int:
+    """SIGTERM, then SIGKILL when it does not exit within `timeout`; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@dataclass
+class WalletProcess:
+    """A running `wallet ...` command: its gRPC command port and its captured output."""
+
+    process: "subprocess.Popen[bytes]"
+    command_port: int
+    stderr_path: Path
+    stdout_path: Path
+    _files: list[IO[bytes]] = field(default_factory=list)
+    # Process trees seen while running (psutil objects remember their create time).
+    known_tree: list[psutil.Process] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls, args: list[str], env: Mapping[str, str], command_port: int, log_dir: Path
+    ) -> "WalletProcess":
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = f"{args[-1]}-{time.monotonic_ns()}"
+        stdout_path, stderr_path = log_dir / f"{stamp}.stdout", log_dir / f"{stamp}.stderr"
+        stdout, stderr = stdout_path.open("wb"), stderr_path.open("wb")
+        process = subprocess.Popen(
+            wallet_command(*args), env=dict(env), cwd=PROJECT_ROOT, stdout=stdout, stderr=stderr
+        )
+        return cls(process, command_port, stderr_path, stdout_path, [stdout, stderr])
+
+    def wait_until_serving(self, timeout: float = 30.0) -> None:
+        wait_until_serving(self.process, self.command_port, self.stderr_path, timeout)
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(f"127.0.0.1:{self.command_port}")
+
+    def tree(self) -> list[psutil.Process]:
+        """The process and all its descendants, now (remembered for the clean-up)."""
+        root = psutil.Process(self.process.pid)
+        tree = [root, *root.children(recursive=True)]
+        self.known_tree.extend(tree)
+        return tree
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """Stops the process (SIGTERM, then SIGKILL), kills any descendant left behind."""
+        if self.process.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                self.tree()
+        try:
+            return stop(self.process, timeout)
+        finally:
+            kill_all(self.known_tree)
+            for file in self._files:
+                file.close()
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def json_log(self, *, strict: bool = True) -> list[dict[str, Any]]:
+        """stderr as JSON lines. Strict: fails on any line that is not a JSON object;
+        otherwise skips such lines."""
+        lines = []
+        for number, line in enumerate(self.stderr_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as error:
+                if not strict:
+                    continue
+                raise AssertionError(f"stderr line {number} is not JSON: {line!r}") from error
+            if isinstance(entry, dict):
+                lines.append(entry)
+            elif strict:
+                raise AssertionError(f"stderr line {number} is not a JSON object: {line!r}")
+        return lines
+
+    def call_log(self, method: str, *, strict: bool = True) -> list[dict[str, Any]]:
+        """The "call" lines the process logged for `method`, in order."""
+        return [
+            line
+            for line in self.json_log(strict=strict)
+            if line.get("message") == "call" and line.get("method") == method
+        ]
+
+
+def launch_command_service(
+    dynamodb: DynamoDBLocal,
+    table_name: str,
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+) -> WalletProcess:
+    """`wallet serve command` on a free port of 127.0.0.1, against `dynamodb` and
+    `table_name`, once its health check says SERVING (stopped again if it never does)."""
+    port = free_port()
+    service = WalletProcess.start(
+        ["serve", "command"],
+        child_env(
+            **dynamodb.client_env(),
+            WALLET_TABLE_NAME=table_name,
+            WALLET_COMMAND_PORT=str(port),
+            WALLET_LISTEN_HOST="127.0.0.1",
+            **(env or {}),
+        ),
+        command_port=port,
+        log_dir=log_dir,
+    )
+    try:
+        service.wait_until_serving(timeout=30)
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+class StartCommandService(Protocol):
+    """The `start_command_service` fixture."""
+
+    def __call__(
+        self, dynamodb: DynamoDBLocal, table_name: str, env: Mapping[str, str] | None = None
+    ) -> WalletProcess: ...
+
+
+@dataclass(frozen=True)
+class DevPorts:
+    """The ports `wallet dev` listens on, by default all free ones."""
+
+    dynamodb: int = field(default_factory=free_port)
+    command: int = field(default_factory=free_port)
+    query: int = field(default_factory=free_port)
+    gateway: int = field(default_factory=free_port)
+
+    def env(self) -> dict[str, str]:
+        return {
+            DYNAMODB_PORT_ENV: str(self.dynamodb),
+            "WALLET_COMMAND_PORT": str(self.command),
+            "WALLET_QUERY_PORT": str(self.query),
+            "WALLET_GATEWAY_PORT": str(self.gateway),
+        }
+
+
+def dev_env(dev_dir: Path, ports: DevPorts) -> dict[str, str]:
+    """The environment of a `wallet dev` that keeps its data in `dev_dir`."""
+    return child_env(**{DEV_DIR_ENV: str(dev_dir)}, **ports.env())
+
+
+def dev_stack_processes(dev_dir: Path) -> list[psutil.Process]:
+    """Live processes that belong to a `wallet dev` on `dev_dir`, even orphaned or
+    daemonised ones: they inherited its WALLET_DEV_DIR or name a path inside it."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.pid == os.getpid() or not is_alive(process):
+                continue
+            if process.environ().get(DEV_DIR_ENV) == str(dev_dir) or any(
+                str(dev_dir) in argument for argument in process.cmdline()
+            ):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+class StartDevStack(Protocol):
+    """The `start_dev_stack` fixture."""
+
+    def __call__(self, dev_dir: Path, ports: DevPorts) -> WalletProcess: ...
+
+
+def deposit_request(
+    wallet_id: str, request_id: str, amount: str, occurred_at: datetime = OCCURRED_AT
+) -> command_pb2.RecordTransactionRequest:
+    timestamp = Timestamp()
+    timestamp.FromDatetime(occurred_at)
+    return command_pb2.RecordTransactionRequest(
+        wallet_id=wallet_id, request_id=request_id, occurred_at=timestamp, amount=amount
+    )
+
+
+def local_client(dynamodb: DynamoDBLocal) -> "DynamoDBClient":
+    """A client for one DynamoDB Local instance, whatever this process's environment says."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=dynamodb.endpoint_url,
+        region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
+        aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"mode": "standard", "max_attempts": 3}),
+    )
+
+
+@dataclass(frozen=True)
+class TableContents:
+    """The ledger table's items, split into record items and aggregate items."""
+
+    records: list[dict[str, Any]]
+    aggregates: list[dict[str, Any]]
+
+    def record_amounts(self) -> dict[str, Decimal]:
+        """Amount by request id; fails if a request id has two record items."""
+        amounts: dict[str, Decimal] = {}
+        for item in self.records:
+            request_id = item[t.REQUEST_ID]["S"]
+            assert request_id not in amounts, f"two record items for {request_id}"
+            amounts[request_id] = Decimal(item[t.AMOUNT]["N"])
+        return amounts
+
+    def record_totals(self) -> dict[str, tuple[Decimal, int]]:
+        """(sum, count) of the record items, by wallet."""
+        totals: dict[str, tuple[Decimal, int]] = defaultdict(lambda: (Decimal(0), 0))
+        for item in self.records:
+            amount, count = totals[item[t.WALLET_ID]["S"]]
+            totals[item[t.WALLET_ID]["S"]] = (amount + Decimal(item[t.AMOUNT]["N"]), count + 1)
+        return dict(totals)
+
+    def aggregate_totals(self) -> dict[str, tuple[Decimal, int]]:
+        """(sum, count) over the aggregate items, by wallet."""
+        totals: dict[str, tuple[Decimal, int]] = defaultdict(lambda: (Decimal(0), 0))
+        for item in self.aggregates:
+            amount, count = totals[item[t.WALLET_ID]["S"]]
+            totals[item[t.WALLET_ID]["S"]] = (
+                amount + Decimal(item[t.AMOUNT]["N"]),
+                count + int(item[t.RECORD_COUNT]["N"]),
+            )
+        return dict(totals)
+
+
+def scan_table(client: "DynamoDBClient", table_name: str) -> TableContents:
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table_name, "ConsistentRead": True}
+    while True:
+        page = client.scan(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    unknown = [item for item in items if item[t.KIND]["S"] not in (t.RECORD_KIND, t.AGGREGATE_KIND)]
+    assert not unknown, f"items of unknown kind: {unknown}"
+    return TableContents(
+        records=[item for item in items if item[t.KIND]["S"] == t.RECORD_KIND],
+        aggregates=[item for item in items if item[t.KIND]["S"] == t.AGGREGATE_KIND],
+    )
