@@ -1,5 +1,6 @@
 """Errors as application/problem+json (RFC 9457), and how gRPC statuses map to HTTP."""
 
+import logging
 from typing import Any
 
 import grpc
@@ -10,6 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.grpc_errors import field_violations
+
+log = logging.getLogger("wallet.gateway")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -111,8 +114,10 @@ async def http_error_handler(request: Request, error: Exception) -> JSONResponse
 
 
 async def unexpected_error_handler(request: Request, error: Exception) -> JSONResponse:
-    """Anything unforeseen: a 500 without internals (they go to the log)."""
-    return Problem(500).response()
+    """Anything unforeseen: a 500 without internals (they go to the log). Starlette re-raises
+    after this response and uvicorn then drops the connection, so say so to the client."""
+    log.error("unexpected error", exc_info=error, extra={"path": request.url.path})
+    return Problem(500, headers={"Connection": "close"}).response()
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {

@@ -3,7 +3,7 @@
 from datetime import UTC
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from gateway import calls
@@ -11,9 +11,11 @@ from gateway.backends import Backends
 from gateway.bodies import amount_text, json_object, only_fields, required_text
 from gateway.problems import problem_responses
 from gateway.schemas import BalanceOut, HistoryOut, RecordIn, RecordOut
+from services.ledger.domain.ids import WALLET_ID_PATTERN
 from wallet.v1 import records_pb2
 
 _INSTANT = "RFC 3339 with an offset"
+WalletIdPath = Annotated[str, Path(pattern=f"^{WALLET_ID_PATTERN.pattern}$", examples=["alice"])]
 
 router = APIRouter(prefix="/v1/wallets/{wallet_id}", tags=["wallets"])
 
@@ -65,7 +67,7 @@ def record_body(record: records_pb2.Record) -> dict[str, str]:
         **problem_responses(400, 409, 413, 415, 422, 500, 503, 504),
     },
 )
-async def record(wallet_id: str, request: Request, backends: BackendsDep) -> JSONResponse:
+async def record(wallet_id: WalletIdPath, request: Request, backends: BackendsDep) -> JSONResponse:
     key = calls.request_key(request.headers)
     body = await json_object(request)
     only_fields(body, ("datetime", "amount"))
@@ -85,7 +87,7 @@ async def record(wallet_id: str, request: Request, backends: BackendsDep) -> JSO
     responses=problem_responses(400, 500, 503, 504),
 )
 async def history(
-    wallet_id: str,
+    wallet_id: WalletIdPath,
     backends: BackendsDep,
     start: Annotated[
         str, Query(description="RFC 3339 with offset", examples=["2019-10-05T12:00:00Z"])
@@ -127,7 +129,7 @@ async def history(
     summary="The wallet's current balance",
     responses=problem_responses(400, 500, 503, 504),
 )
-async def balance(wallet_id: str, backends: BackendsDep) -> BalanceOut:
+async def balance(wallet_id: WalletIdPath, backends: BackendsDep) -> BalanceOut:
     answer = await calls.balance(backends, wallet_id)
     return BalanceOut(
         wallet_id=wallet_id,
