@@ -9,24 +9,31 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.ledger.domain.errors import InvalidInput
 
 
-def timestamp_to_datetime(timestamp: Timestamp, field: str) -> datetime:
-    """UTC datetime, truncated to microseconds (Python's precision)."""
+def timestamp_to_datetime(timestamp: Timestamp, field: str, *, round_up: bool = False) -> datetime:
+    """UTC datetime at Python's microsecond precision: nanoseconds are truncated, or with
+    `round_up` rounded up (a range's start must not move before what the client sent)."""
     try:
-        return timestamp.ToDatetime(tzinfo=UTC)
+        instant = timestamp.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError) as error:
         raise InvalidInput.single(field, "is not a valid timestamp") from error
+    if round_up and timestamp.nanos % 1000:
+        try:
+            instant += timedelta(microseconds=1)
+        except OverflowError as error:
+            raise InvalidInput.single(field, "is not a valid timestamp") from error
+    return instant
 
 
-def optional_timestamp(message: Message, field: str) -> datetime | None:
+def optional_timestamp(message: Message, field: str, *, round_up: bool = False) -> datetime | None:
     """The field as a UTC datetime, or None when the message does not carry it."""
     if not message.HasField(field):
         return None
     timestamp: Timestamp = getattr(message, field)
-    return timestamp_to_datetime(timestamp, field)
+    return timestamp_to_datetime(timestamp, field, round_up=round_up)
 
 
-def required_timestamp(message: Message, field: str) -> datetime:
-    instant = optional_timestamp(message, field)
+def required_timestamp(message: Message, field: str, *, round_up: bool = False) -> datetime:
+    instant = optional_timestamp(message, field, round_up=round_up)
     if instant is None:
         raise InvalidInput.single(field, "is required")
     return instant

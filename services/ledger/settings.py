@@ -1,13 +1,19 @@
 """Settings from environment variables (prefix WALLET_, plus DATABASE_URL), so one build
 runs locally and on AWS.
 
+The read model's PostgreSQL is DATABASE_URL, or else is built from WALLET_DATABASE_HOST,
+_PORT, _NAME, _USER and _PASSWORD: on AWS the user name and password come from the Aurora
+master user's secret (ECS task `secrets`), which holds them as separate JSON keys.
+
 boto3 reads its own variables: AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_DYNAMODB_STREAMS,
-AWS_REGION, credentials.
+AWS_DEFAULT_REGION (botocore ignores AWS_REGION), credentials.
 """
 
 from pathlib import Path
+from typing import Self
+from urllib.parse import quote
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +39,29 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "WALLET_DATABASE_URL")
     )
+    # Used when DATABASE_URL is unset and database_host is set.
+    database_host: str | None = None
+    database_port: int = Field(default=5432, ge=1, le=65535)
+    database_name: str = "postgres"
+    database_user: str | None = None
+    database_password: SecretStr | None = None
     database_pool_size: int = Field(default=8, ge=1)
     dev_dir: Path = PROJECT_ROOT / ".wallet-dev"
     updater_interval_seconds: float = Field(default=0.5, gt=0)
     # Testing only: the updater SIGKILLs itself after writing rows, before committing.
     updater_kill_before_commit: bool = False
+
+    @model_validator(mode="after")
+    def _database_url_from_parts(self) -> Self:
+        if self.database_url is None and self.database_host is not None:
+            if not self.database_user:
+                raise ValueError("WALLET_DATABASE_USER is required with WALLET_DATABASE_HOST")
+            password = self.database_password.get_secret_value() if self.database_password else ""
+            credentials = quote(self.database_user, safe="")
+            if password:
+                credentials += ":" + quote(password, safe="")
+            self.database_url = (
+                f"postgresql://{credentials}@{self.database_host}:{self.database_port}"
+                f"/{quote(self.database_name, safe='')}"
+            )
+        return self

@@ -12,7 +12,10 @@ SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["WalletQuery"].full_name
 
 def build(settings: Settings, database_url: str, port: int | None = None) -> GrpcService:
     """The query service on `port` (default: settings.query_port; 0 picks a free one)."""
-    engine = create_database_engine(database_url, pool_size=settings.database_pool_size)
+    # A history query is a few index lookups; one that runs for seconds is stuck.
+    engine = create_database_engine(
+        database_url, pool_size=settings.database_pool_size, statement_timeout_ms=10_000
+    )
     servicer = WalletQueryServicer(PostgresReadStore(engine))
     return GrpcService(
         service_names=[SERVICE_NAME],

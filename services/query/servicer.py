@@ -40,6 +40,14 @@ def _set_as_of(
         message.as_of.CopyFrom(datetime_to_timestamp(as_of))
 
 
+def _balance_instant(at: datetime) -> datetime:
+    """The first 15-minute boundary at or after `at`: the read model keeps 15-minute sums."""
+    try:
+        return ceil_to_bucket(at)
+    except OverflowError as error:  # past 9999-12-31T23:45Z there is no next boundary
+        raise InvalidInput.single("at", "must be before 9999-12-31T23:45:00Z") from error
+
+
 class WalletQueryServicer(query_pb2_grpc.WalletQueryServicer):
     def __init__(
         self, store: ReadStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -53,7 +61,7 @@ class WalletQueryServicer(query_pb2_grpc.WalletQueryServicer):
         try:
             wallet_id = parse_wallet_id(request.wallet_id)
             grid = hour_grid(
-                required_timestamp(request, "start"),
+                required_timestamp(request, "start", round_up=True),
                 required_timestamp(request, "end"),
                 parse_time_zone(request.time_zone),
             )
@@ -74,7 +82,7 @@ class WalletQueryServicer(query_pb2_grpc.WalletQueryServicer):
         read model keeps 15-minute sums, so that is the instant the answer is exact for."""
         try:
             wallet_id = parse_wallet_id(request.wallet_id)
-            at = ceil_to_bucket(optional_timestamp(request, "at") or self._clock())
+            at = _balance_instant(optional_timestamp(request, "at", round_up=True) or self._clock())
             balance = self._store.balance(wallet_id, at)
         except InvalidInput as error:
             abort_invalid(context, error)

@@ -37,7 +37,9 @@ def run_updater(
             return 0
         try:
             if rebuild:
-                report = projector.rebuild(segments)
+                scanned = projector.rebuild(segments)
+                print(f"rebuilt from {scanned.items} aggregate items of the table")
+                report = projector.run_pass()
             elif follow:
                 stopping = threading.Event()
                 for signum in (signal.SIGTERM, signal.SIGINT):

@@ -65,11 +65,20 @@ def plan_reads(
     """The position to read each unfinished shard of the stream from.
 
     Raises CheckpointLost when an unfinished checkpointed shard has left the stream, when a
-    shard's parent was never read and is gone, or when only another stream was followed.
+    shard's parent was never read and is gone (also on a first pass), or when only another
+    stream was followed.
     """
     present = {shard.shard_id for shard in shards}
     if not checkpoints and other_streams_checkpointed:
         raise CheckpointLost("the table's stream changed since the last pass")
+    if not checkpoints and any(
+        shard.parent_shard_id and shard.parent_shard_id not in present for shard in shards
+    ):
+        # A shard whose parent is gone: the stream no longer reaches back to the table's
+        # first records, so a first pass from it would silently miss some.
+        raise CheckpointLost(
+            "the read model has never followed this stream, which has expired records"
+        )
     for position in checkpoints.values():
         if not position.finished and position.shard_id not in present:
             raise CheckpointLost(

@@ -3,7 +3,7 @@ images with the derived bucket and day totals, all in one transaction."""
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -118,23 +118,24 @@ class ProjectionStore:
         stream_arn: str,
         positions: list[ShardPosition],
         replace_checkpoints: bool = False,
-        finished_pass: bool = True,
+        as_of: datetime | None = None,
         before_commit: Callable[[], None] = lambda: None,
     ) -> int:
         """In one transaction: upserts the images (larger counts win), recomputes the bucket
         and day totals they touch, stores the shard positions (replacing all checkpoints when
-        asked) and, for a finished pass, its finish time. Returns the number of changed
+        asked) and, for a finished pass, `as_of`: the instant the pass began reading, before
+        which every acknowledged record is in the read model. Returns the number of changed
         buckets."""
         with self._engine.begin() as connection:
             changed = _upsert(connection, images)
             if replace_checkpoints:
                 connection.execute(delete(stream_checkpoints))
             _store_positions(connection, stream_arn, positions)
-            if finished_pass:
+            if as_of is not None:
                 connection.execute(
                     update(projection_status)
                     .where(projection_status.c.id == 1)
-                    .values(last_pass_finished_at=datetime.now(UTC))
+                    .values(last_pass_finished_at=as_of)
                 )
             before_commit()
         return changed

@@ -4,6 +4,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from services.updater.positions import (
     AggregateImage,
@@ -39,6 +40,7 @@ class Projector:
     def run_pass(self) -> PassReport:
         """Reads every shard from its checkpoint to its current end and commits the newest
         images with the new checkpoints. Raises CheckpointLost when records were lost."""
+        started = datetime.now(UTC)
         stream_arn = self._reader.stream_arn()
         checkpoints = self._store.checkpoints()
         plan = plan_reads(
@@ -51,6 +53,7 @@ class Projector:
             batch.images.values(),
             stream_arn=stream_arn,
             positions=batch.positions,
+            as_of=started,
             before_commit=self._before_commit,
         )
         return PassReport(batch.records_read, len(batch.images), changed, len(plan))
@@ -58,16 +61,16 @@ class Projector:
     def rebuild(self, segments: int) -> PassReport:
         """Projects every aggregate item from a parallel scan, then restarts the checkpoints
         at the start of the stream's current shards. The shards are listed before the scan,
-        so every change the scan may miss is still read by the next pass."""
+        so every change the scan may miss is read by the next pass (run one right away: it
+        also turns the restarted checkpoints into sequence numbers)."""
+        started = datetime.now(UTC)
         stream_arn = self._reader.stream_arn()
         shards = self._reader.shards(stream_arn)
         totals = {"items": 0, "changed": 0}
 
         def project(page: list[AggregateImage]) -> None:
             totals["items"] += len(page)
-            totals["changed"] += self._store.apply(
-                page, stream_arn=stream_arn, positions=[], finished_pass=False
-            )
+            totals["changed"] += self._store.apply(page, stream_arn=stream_arn, positions=[])
 
         self._reader.scan_aggregates(segments, project)
         self._store.apply(
@@ -75,6 +78,7 @@ class Projector:
             stream_arn=stream_arn,
             positions=[ShardPosition(shard.shard_id) for shard in shards],
             replace_checkpoints=True,
+            as_of=started,
         )
         return PassReport(0, totals["items"], totals["changed"], len(shards))
 

@@ -113,7 +113,12 @@ class StreamReader:
         last_sequence = position.sequence_number
         iterator: str | None = self._iterator(stream_arn, position)
         while iterator:
-            page = self._streams.get_records(ShardIterator=iterator, Limit=_PAGE)
+            try:
+                page = self._streams.get_records(ShardIterator=iterator, Limit=_PAGE)
+            except self._streams.exceptions.TrimmedDataAccessException as error:
+                raise CheckpointLost(
+                    f"stream shard {position.shard_id} dropped records while being read"
+                ) from error
             records = page.get("Records", [])
             for record in records:
                 batch.records_read += 1

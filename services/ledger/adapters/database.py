@@ -12,14 +12,28 @@ def sqlalchemy_url(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def create_database_engine(database_url: str, pool_size: int = 5) -> Engine:
+def create_database_engine(
+    database_url: str, pool_size: int = 5, statement_timeout_ms: int | None = None
+) -> Engine:
     """An engine whose pool checks each connection before use, so a restarted server is
-    reconnected to without restarting the service."""
+    reconnected to without restarting the service. TCP keepalives and a user timeout make
+    a server that stops answering (rather than refusing) an error within seconds, not a
+    thread stuck forever; `statement_timeout_ms` bounds each statement."""
+    connect_args: dict[str, object] = {
+        "connect_timeout": 3,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 15_000,
+    }
+    if statement_timeout_ms is not None:
+        connect_args["options"] = f"-c statement_timeout={statement_timeout_ms}"
     return create_engine(
         sqlalchemy_url(database_url),
         pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=5,
-        connect_args={"connect_timeout": 3},
+        connect_args=connect_args,
     )

@@ -91,8 +91,9 @@ def hour_grid(start: datetime, end: datetime, zone: ZoneInfo) -> HourGrid:
     """
     if start > end:
         raise InvalidInput.single("start", "must not be after end")
-    if start.year < _FIRST_YEAR or end.year > _LAST_YEAR:
-        raise InvalidInput.single("start", f"must be within the years {_FIRST_YEAR}-{_LAST_YEAR}")
+    for field, instant in (("start", start), ("end", end)):
+        if not _FIRST_YEAR <= instant.year <= _LAST_YEAR:
+            raise InvalidInput.single(field, f"must be within the years {_FIRST_YEAR}-{_LAST_YEAR}")
     if end - start > _MAX_RANGE:
         raise InvalidInput.single("end", f"the range gives more than {MAX_POINTS} points")
     previous = ceil_to_bucket(start) - BUCKET

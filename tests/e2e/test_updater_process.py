@@ -1,0 +1,312 @@
+"""`wallet update` as real processes on DynamoDB Local and PostgreSQL: a crash between
+writing rows and committing loses and double counts nothing, two updaters at once leave an
+exact read model, `--rebuild` equals a stream-built read model, a lost checkpoint exits 3
+naming the fix, and `--follow` keeps the read model fresh and stops cleanly on SIGTERM."""
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from mypy_boto3_dynamodb.client import DynamoDBClient
+
+from services.ledger.adapters.database import create_database_engine
+from services.ledger.adapters.write_store import dynamodb_client
+from services.ledger.settings import PROJECT_ROOT
+from services.local.dynamodb_local import DynamoDBLocal
+from services.updater.main import EXIT_CHECKPOINT_LOST
+from services.updater.projection_store import ProjectionStore
+from services.updater.projector import Projector
+from services.updater.stream_reader import StreamReader, streams_client
+from tests.e2e.processes import child_env, tail, wallet_command
+from tests.updater_support import (
+    ReadModel,
+    assert_exact,
+    make_deposits,
+    read_model,
+    stream_arn,
+    total_records,
+    write_deposits,
+)
+
+# Bounds for waits on a loaded machine, not expectations of speed.
+RUN_TIMEOUT = 120.0
+FRESH_TIMEOUT = 60.0
+ANOTHER_UPDATER = "another updater is running"
+GONE_SHARD = "shardId-00000001700000000000-0123abcd"
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        return (
+            f"exit {self.returncode}\n"
+            f"stdout:\n{self.stdout[-2000:]}\n"
+            f"stderr:\n{self.stderr[-3000:]}"
+        )
+
+
+@dataclass(frozen=True)
+class Started:
+    process: "subprocess.Popen[bytes]"
+    stdout_path: Path
+    stderr_path: Path
+
+    def wait(self, timeout: float = RUN_TIMEOUT) -> Finished:
+        self.process.wait(timeout)
+        return Finished(
+            self.process.returncode,
+            self.stdout_path.read_text(errors="replace"),
+            self.stderr_path.read_text(errors="replace"),
+        )
+
+
+class Updaters:
+    """Starts `wallet update` processes for one table; every one is killed at teardown if
+    still running."""
+
+    def __init__(self, dynamodb: DynamoDBLocal, table_name: str, log_dir: Path) -> None:
+        self._dynamodb = dynamodb
+        self._table_name = table_name
+        self._log_dir = log_dir
+        self._started: list[Started] = []
+
+    def start(self, database_url: str, *args: str, **env: str) -> Started:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = f"update-{len(self._started)}"
+        stdout_path = self._log_dir / f"{stamp}.stdout"
+        stderr_path = self._log_dir / f"{stamp}.stderr"
+        with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+            process = subprocess.Popen(
+                wallet_command("update", *args),
+                env=child_env(
+                    **self._dynamodb.client_env(),
+                    WALLET_TABLE_NAME=self._table_name,
+                    DATABASE_URL=database_url,
+                    **env,
+                ),
+                cwd=PROJECT_ROOT,
+                stdout=stdout,
+                stderr=stderr,
+            )
+        started = Started(process, stdout_path, stderr_path)
+        self._started.append(started)
+        return started
+
+    def run(self, database_url: str, *args: str, **env: str) -> Finished:
+        """Runs one `wallet update` to its end (first waiting until no updater holds the
+        database's lock, so a killed predecessor cannot make it skip its pass)."""
+        wait_until_unlocked(database_url)
+        return self.start(database_url, *args, **env).wait()
+
+    def stop_all(self) -> None:
+        for started in self._started:
+            if started.process.poll() is None:
+                started.process.kill()
+                started.process.wait()
+
+
+@pytest.fixture
+def updaters(dynamodb_local: DynamoDBLocal, table_name: str, tmp_path: Path) -> Iterator[Updaters]:
+    updaters = Updaters(dynamodb_local, table_name, tmp_path / "logs")
+    try:
+        yield updaters
+    finally:
+        updaters.stop_all()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what()}")
+        time.sleep(0.2)
+
+
+def advisory_locks(database_url: str) -> int:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()
+    assert row is not None
+    count: int = row[0]
+    return count
+
+
+def wait_until_unlocked(database_url: str) -> None:
+    """A SIGKILLed updater's lock goes when PostgreSQL notices its connection closed."""
+    wait_for(
+        lambda: advisory_locks(database_url) == 0,
+        FRESH_TIMEOUT,
+        lambda: "the updater lock of a finished updater was not released",
+    )
+
+
+def is_exact(dynamodb: DynamoDBClient, table_name: str, database_url: str, records: int) -> bool:
+    try:
+        return total_records(assert_exact(dynamodb, table_name, database_url)) == records
+    except AssertionError:
+        return False
+
+
+def assert_killed_before_commit(finished: Finished) -> None:
+    assert finished.returncode == -signal.SIGKILL, finished.describe()
+
+
+def assert_ok(finished: Finished) -> None:
+    assert finished.returncode == 0, finished.describe()
+    assert ANOTHER_UPDATER not in finished.stderr, finished.describe()
+
+
+def test_a_crash_before_commit_writes_nothing_and_the_next_pass_is_exact(
+    updaters: Updaters, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    crash = {"WALLET_UPDATER_KILL_BEFORE_COMMIT": "true"}
+    write_deposits(dynamodb, table_name, make_deposits(150, prefix="before-first-pass"))
+
+    assert_killed_before_commit(updaters.run(database_url, **crash))
+    assert read_model(database_url).is_empty()
+    write_deposits(dynamodb, table_name, make_deposits(100, prefix="between-crashes"))
+    assert_killed_before_commit(updaters.run(database_url, **crash))
+    assert read_model(database_url).is_empty()
+
+    assert_ok(updaters.run(database_url))
+    first = assert_exact(dynamodb, table_name, database_url)
+    assert total_records(first) == 250
+
+    # Mid-stream: checkpoints exist; a crash leaves rows, checkpoints and as_of as they were.
+    write_deposits(dynamodb, table_name, make_deposits(50, prefix="before-crash"))
+    assert_killed_before_commit(updaters.run(database_url, **crash))
+    assert read_model(database_url) == first
+    write_deposits(dynamodb, table_name, make_deposits(50, prefix="after-crash"))
+
+    assert_ok(updaters.run(database_url))
+    assert total_records(assert_exact(dynamodb, table_name, database_url)) == 350
+
+
+def test_two_updaters_started_together_leave_an_exact_read_model(
+    updaters: Updaters, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    write_deposits(dynamodb, table_name, make_deposits(80, prefix="together"))
+
+    started = [updaters.start(database_url), updaters.start(database_url)]
+    finished = [each.wait() for each in started]
+
+    for each in finished:
+        assert each.returncode == 0, each.describe()
+    assert any(ANOTHER_UPDATER not in each.stderr for each in finished)
+    assert total_records(assert_exact(dynamodb, table_name, database_url)) == 80
+
+
+def test_an_updater_finding_the_lock_taken_exits_cleanly_and_writes_nothing(
+    updaters: Updaters, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    write_deposits(dynamodb, table_name, make_deposits(20, prefix="locked-out"))
+    engine = create_database_engine(database_url, pool_size=1)
+    try:
+        with ProjectionStore(engine).exclusive() as locked:
+            assert locked
+            finished = updaters.start(database_url).wait()
+    finally:
+        engine.dispose()
+
+    assert finished.returncode == 0, finished.describe()
+    assert ANOTHER_UPDATER in finished.stderr, finished.describe()
+    assert read_model(database_url).is_empty()
+
+
+def test_rebuild_into_an_empty_database_equals_the_stream_built_read_model(
+    updaters: Updaters,
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    database_url: str,
+    another_database_url: str,
+) -> None:
+    write_deposits(dynamodb, table_name, make_deposits(100, prefix="rebuild"))
+    # The stream-built reference, in this process (the other tests run it as `wallet update`).
+    engine = create_database_engine(database_url, pool_size=2)
+    try:
+        reader = StreamReader(dynamodb_client(), streams_client(), table_name)
+        Projector(reader, ProjectionStore(engine)).run_pass()
+    finally:
+        engine.dispose()
+    assert read_model(another_database_url).is_empty()
+
+    assert_ok(updaters.run(another_database_url, "--rebuild"))
+
+    from_stream = assert_exact(dynamodb, table_name, database_url)
+    from_scan = assert_exact(dynamodb, table_name, another_database_url)
+    assert from_scan.totals() == from_stream.totals()
+    assert total_records(from_scan) == 100
+
+
+def test_a_lost_checkpoint_exits_3_naming_rebuild_which_recovers(
+    updaters: Updaters, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    write_deposits(dynamodb, table_name, make_deposits(50, prefix="lost"))
+    with psycopg.connect(database_url) as connection:
+        connection.execute(
+            "INSERT INTO stream_checkpoints (stream_arn, shard_id, sequence_number, finished)"
+            " VALUES (%s, %s, '4242', false)",
+            (stream_arn(dynamodb, table_name), GONE_SHARD),
+        )
+    before: ReadModel = read_model(database_url)
+
+    lost = updaters.run(database_url)
+
+    assert lost.returncode == EXIT_CHECKPOINT_LOST == 3, lost.describe()
+    assert "--rebuild" in lost.stderr, lost.describe()
+    assert read_model(database_url) == before
+    assert before.as_of is None
+
+    assert_ok(updaters.run(database_url, "--rebuild"))
+    write_deposits(dynamodb, table_name, make_deposits(10, prefix="after-rebuild"))
+    assert_ok(updaters.run(database_url))
+    model = assert_exact(dynamodb, table_name, database_url)
+    assert total_records(model) == 60
+    assert GONE_SHARD not in {shard for _, shard in model.checkpoints}
+
+
+def test_follow_keeps_the_read_model_fresh_and_stops_on_sigterm(
+    updaters: Updaters, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    write_deposits(dynamodb, table_name, make_deposits(40, prefix="follow-before"))
+    follower = updaters.start(database_url, "--follow", WALLET_UPDATER_INTERVAL_SECONDS="0.2")
+
+    def exited() -> bool:
+        return follower.process.poll() is not None
+
+    def state() -> str:
+        status = f"exited {follower.process.returncode}" if exited() else "running"
+        return f"--follow {status}; stderr:\n{tail(follower.stderr_path)}"
+
+    def projected(records: int) -> None:
+        wait_for(
+            lambda: exited() or is_exact(dynamodb, table_name, database_url, records),
+            FRESH_TIMEOUT,
+            state,
+        )
+        assert not exited(), state()
+
+    projected(40)
+    first = read_model(database_url).as_of
+    write_deposits(dynamodb, table_name, make_deposits(1, prefix="follow-while-running"))
+    projected(41)
+    later = read_model(database_url).as_of
+    assert first is not None
+    assert later is not None
+    assert later > first
+
+    follower.process.send_signal(signal.SIGTERM)
+    finished = follower.wait(timeout=30)
+
+    assert finished.returncode == 0, finished.describe()
