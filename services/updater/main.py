@@ -12,6 +12,7 @@ from services.ledger.settings import Settings
 from services.updater.positions import CheckpointLost
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
+from services.updater.reconcile import reconcile
 from services.updater.stream_reader import StreamReader, streams_client
 
 log = logging.getLogger(__name__)
@@ -56,3 +57,21 @@ def run_updater(
         f"projected {report.items} aggregate items, {report.changed_buckets} buckets changed"
     )
     return 0
+
+
+def run_reconcile(settings: Settings, database_url: str, *, check_records: bool) -> int:
+    """Prints every difference; exit 1 when there is any."""
+    report = reconcile(
+        dynamodb_client(),
+        settings.table_name,
+        create_database_engine(database_url, pool_size=1),
+        check_records=check_records,
+    )
+    for difference in report.differences:
+        print(difference)
+    checked = f"{report.aggregates} aggregate items"
+    if check_records:
+        checked += f" and {report.records} records"
+    verdict = f"{len(report.differences)} differences" if report.differences else "no difference"
+    print(f"reconciled the read model with {checked}: {verdict}")
+    return 1 if report.differences else 0

@@ -1,9 +1,7 @@
 """Reads the ledger table's DynamoDB stream: its shards, and every aggregate image after a
 position."""
 
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -13,6 +11,7 @@ import boto3
 from botocore.config import Config
 
 from services.ledger.adapters import ledger_table as t
+from services.ledger.adapters.table_scan import Item, parallel_scan
 from services.ledger.domain.buckets import parse_instant
 from services.updater.positions import (
     AggregateImage,
@@ -152,31 +151,8 @@ class StreamReader:
     ) -> None:
         """Hands every aggregate item of the table to `consume`, a page at a time, from a
         parallel scan. Calls to `consume` never overlap."""
-        one_at_a_time = threading.Lock()
 
-        def scan(segment: int) -> None:
-            for page in self._scan_segment(segment, segments):
-                with one_at_a_time:
-                    consume(page)
+        def images(items: list[Item]) -> None:
+            consume([image for image in map(aggregate_image, items) if image is not None])
 
-        with ThreadPoolExecutor(max_workers=segments) as pool:
-            for future in [pool.submit(scan, segment) for segment in range(segments)]:
-                future.result()  # re-raises a segment's error
-
-    def _scan_segment(self, segment: int, segments: int) -> Iterator[list[AggregateImage]]:
-        request: dict[str, Any] = {
-            "TableName": self._table_name,
-            "Segment": segment,
-            "TotalSegments": segments,
-            "FilterExpression": "#kind = :aggregate",
-            "ExpressionAttributeNames": {"#kind": t.KIND},
-            "ExpressionAttributeValues": {":aggregate": {"S": t.AGGREGATE_KIND}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._dynamodb.scan(**request)
-            images = (aggregate_image(item) for item in page.get("Items", []))
-            yield [image for image in images if image is not None]
-            if "LastEvaluatedKey" not in page:
-                return
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        parallel_scan(self._dynamodb, self._table_name, t.AGGREGATE_KIND, segments, images)
