@@ -2,7 +2,6 @@
 
 from datetime import UTC, datetime, timedelta
 
-from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -43,9 +42,3 @@ def datetime_to_timestamp(instant: datetime) -> Timestamp:
     timestamp = Timestamp()
     timestamp.FromDatetime(instant)
     return timestamp
-
-
-def timedelta_to_duration(delta: timedelta) -> Duration:
-    duration = Duration()
-    duration.FromTimedelta(delta)
-    return duration

@@ -58,12 +58,13 @@ ON CONFLICT (wallet_id, day) DO UPDATE SET amount = excluded.amount
 """
 
 # Running balances from each wallet's earliest changed day on; earlier days keep theirs.
+# MATERIALIZED: inlined, the opening subquery ran once per recomputed day, not per wallet.
 _RECOMPUTE_BALANCES = """
 WITH starts AS (
   SELECT wallet_id, min((bucket AT TIME ZONE 'UTC')::date) AS day
   FROM changed_buckets GROUP BY wallet_id
 ),
-openings AS (
+openings AS MATERIALIZED (
   SELECT s.wallet_id, s.day, coalesce((
     SELECT d.balance_after FROM day_totals d
     WHERE d.wallet_id = s.wallet_id AND d.day < s.day ORDER BY d.day DESC LIMIT 1
@@ -156,6 +157,9 @@ def _upsert(connection: Connection, images: Iterable[AggregateImage]) -> int:
                 (image.wallet_id, image.bucket, image.shard, image.amount, image.record_count)
             )
     connection.exec_driver_sql(_UPSERT_SHARDS)
+    # Without statistics the planner guesses ~1,200 changed buckets and scans all of
+    # bucket_totals to recompute one day; measured 171 ms -> 0.7 ms for one late record.
+    connection.exec_driver_sql("ANALYZE changed_buckets")
     changed: int = connection.execute(text("SELECT count(*) FROM changed_buckets")).scalar_one()
     if changed:
         connection.exec_driver_sql(_RECOMPUTE_BUCKETS)

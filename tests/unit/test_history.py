@@ -1,5 +1,5 @@
 """Balance history in the domain: which instants get a point in which zone (hour_grid), what
-each point holds (balance_points), and which zone names are accepted (parse_time_zone)."""
+which zone names are accepted (parse_time_zone)."""
 
 import zoneinfo
 from datetime import UTC, datetime, timedelta
@@ -14,11 +14,10 @@ from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.history import (
     MAX_POINTS,
     HourGrid,
-    balance_points,
     hour_grid,
     parse_time_zone,
 )
-from tests.history_oracle import exact_sum, hour_start_before, hour_starts
+from tests.history_oracle import hour_start_before, hour_starts
 
 UTC_ZONE = ZoneInfo("UTC")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -62,13 +61,7 @@ def test_design_example_utc_hours_are_points_and_previous_is_the_hour_before() -
     assert grid.points == [utc(2019, 10, 5, 12), utc(2019, 10, 5, 13), utc(2019, 10, 5, 14)]
     assert grid.previous == utc(2019, 10, 5, 11)
     assert grid.boundaries == [grid.previous, *grid.points]
-    # One record of 1.1 at 13:48:01Z lies in [13:00, 14:00): the 14:00 point's hour.
-    points = balance_points(grid, ZERO, [ZERO, ZERO, Decimal("1.1")])
-    assert [(p.time, p.balance, p.change) for p in points] == [
-        (utc(2019, 10, 5, 12), ZERO, ZERO),
-        (utc(2019, 10, 5, 13), ZERO, ZERO),
-        (utc(2019, 10, 5, 14), Decimal("1.1"), Decimal("1.1")),
-    ]
+    assert grid.offsets == [timedelta(0)] * 3
 
 
 def test_a_record_at_exactly_an_hour_start_counts_at_the_next_point() -> None:
@@ -80,13 +73,6 @@ def test_a_record_at_exactly_an_hour_start_counts_at_the_next_point() -> None:
         utc(2024, 5, 1, 13),
         utc(2024, 5, 1, 14),
         utc(2024, 5, 1, 15),
-    ]
-    at_1400, just_before_1400 = Decimal("1.1"), Decimal("0.5")
-    points = balance_points(grid, ZERO, [ZERO, just_before_1400, at_1400])
-    assert [(p.time, p.balance, p.change) for p in points] == [
-        (utc(2024, 5, 1, 13), ZERO, ZERO),
-        (utc(2024, 5, 1, 14), Decimal("0.5"), Decimal("0.5")),
-        (utc(2024, 5, 1, 15), Decimal("1.6"), Decimal("1.1")),
     ]
 
 
@@ -102,9 +88,7 @@ def test_new_york_autumn_night_has_two_one_oclock_points_and_loses_none() -> Non
         "02:00 -0500",
         "03:00 -0500",
     ]
-    points = balance_points(grid, Decimal(100), [Decimal(n) for n in (1, 2, 3, 4, 5, 6)])
-    assert [p.utc_offset for p in points] == hours(-4, -4, -4, -5, -5, -5)
-    assert [p.balance for p in points] == [Decimal(n) for n in (101, 103, 106, 110, 115, 121)]
+    assert grid.offsets == hours(-4, -4, -4, -5, -5, -5)
 
 
 def test_new_york_autumn_night_by_local_range() -> None:
@@ -128,8 +112,7 @@ def test_new_york_spring_night_has_no_two_oclock_point() -> None:
     ]
     # No UTC time is lost: the 03:00 EDT point's hour is [06:00Z, 07:00Z).
     assert grid.points == [utc(2024, 3, 10, hour) for hour in range(5, 10)]
-    points = balance_points(grid, ZERO, [Decimal(1)] * 5)
-    assert [p.utc_offset for p in points] == hours(-5, -5, -4, -4, -4)
+    assert grid.offsets == hours(-5, -5, -4, -4, -4)
 
 
 @pytest.mark.parametrize(
@@ -148,8 +131,7 @@ def test_quarter_and_half_hour_zones_have_exact_boundaries(
         "07:00",
         "08:00",
     ]
-    points = balance_points(grid, ZERO, [ZERO, ZERO, ZERO])
-    assert [p.utc_offset for p in points] == [offset] * 3
+    assert grid.offsets == [offset] * 3
 
 
 def test_lord_howe_autumn_half_hour_fall_back() -> None:
@@ -162,8 +144,7 @@ def test_lord_howe_autumn_half_hour_fall_back() -> None:
         utc(2024, 4, 6, 16, 30),
     ]
     assert wall_clock(grid) == ["00:00 +1100", "01:00 +1100", "02:00 +1030", "03:00 +1030"]
-    points = balance_points(grid, ZERO, [ZERO] * 4)
-    assert [p.utc_offset for p in points] == hours(11, 11, 10.5, 10.5)
+    assert grid.offsets == hours(11, 11, 10.5, 10.5)
 
 
 def test_lord_howe_spring_half_hour_jump() -> None:
@@ -206,7 +187,6 @@ def test_start_equal_to_end_on_an_hour_start_gives_one_point(
     grid = hour_grid(instant, instant, zone)
     assert grid.points == [instant]
     assert grid.previous == instant - HOUR
-    assert balance_points(grid, Decimal(7), [Decimal(2)])[0].balance == Decimal(9)
 
 
 @pytest.mark.parametrize(
@@ -223,7 +203,7 @@ def test_range_without_an_hour_start_gives_no_points(
 ) -> None:
     grid = hour_grid(start, end, zone)
     assert grid.points == []
-    assert balance_points(grid, Decimal(5), []) == []
+    assert grid.offsets == []
 
 
 # --- limits and invalid input -------------------------------------------------------------
@@ -310,7 +290,7 @@ def test_empty_time_zone_is_utc() -> None:
     assert zone.key == "UTC"
     grid = hour_grid(utc(2024, 5, 1, 9, 30), utc(2024, 5, 1, 11), zone)
     assert grid.points == [utc(2024, 5, 1, 10), utc(2024, 5, 1, 11)]
-    assert balance_points(grid, ZERO, [ZERO, ZERO])[0].utc_offset == timedelta(0)
+    assert grid.offsets == [timedelta(0)] * 2
 
 
 def test_every_iana_zone_is_accepted() -> None:
@@ -336,45 +316,6 @@ def test_zone_with_a_local_mean_time_offset_is_answered_or_refused_promptly() ->
     except InvalidInput:
         return
     assert grid.points == [utc(1971, 6, 1, hour, 44, 30) for hour in range(5)]
-
-
-# --- exact balances -----------------------------------------------------------------------
-
-
-def test_balances_of_the_largest_amounts_are_exact() -> None:
-    grid = hour_grid(utc(2024, 5, 1, 13), utc(2024, 5, 1, 15), UTC_ZONE)
-    opening = Decimal("12345678901234567890.123456789012345678")
-    changes = [
-        Decimal("0.000000000000000001"),
-        ZERO,
-        Decimal("99999999999999999999.999999999999999999"),
-    ]
-    points = balance_points(grid, opening, changes)
-    assert [str(p.balance) for p in points] == [
-        "12345678901234567890.123456789012345679",
-        "12345678901234567890.123456789012345679",
-        "112345678901234567890.123456789012345678",
-    ]
-
-
-amounts = st.integers(min_value=0, max_value=18).flatmap(
-    lambda places: st.integers(min_value=0, max_value=10 ** (20 + places) - 1).map(
-        lambda units: Decimal(units).scaleb(-places)
-    )
-)
-
-
-@given(opening=amounts, changes=st.lists(amounts, min_size=1, max_size=30))
-def test_each_balance_is_the_opening_plus_the_changes_so_far(
-    opening: Decimal, changes: list[Decimal]
-) -> None:
-    start = utc(2024, 11, 3, 2)
-    grid = hour_grid(start, start + (len(changes) - 1) * HOUR, NEW_YORK)
-    points = balance_points(grid, opening, changes)
-    assert [p.change for p in points] == changes
-    for index, point in enumerate(points):
-        assert point.balance == exact_sum([opening, *changes[: index + 1]])
-        assert point.utc_offset == point.time.astimezone(NEW_YORK).utcoffset()
 
 
 # --- against the brute-force model --------------------------------------------------------
@@ -470,5 +411,4 @@ def test_hour_grid_matches_a_minute_by_minute_model(
     assert grid.points == hour_starts(start, end, zone)
     if grid.points:
         assert grid.previous == hour_start_before(grid.points[0], zone)
-    points = balance_points(grid, ZERO, [Decimal(1)] * len(grid.points))
-    assert [p.utc_offset for p in points] == [p.astimezone(zone).utcoffset() for p in grid.points]
+    assert grid.offsets == [p.astimezone(zone).utcoffset() for p in grid.points]

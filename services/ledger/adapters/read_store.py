@@ -17,27 +17,39 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.types import DateTime
 
-_BALANCE_BEFORE = text(
-    """
-    SELECT
-      coalesce((SELECT balance_after FROM day_totals
-                WHERE wallet_id = :wallet_id AND day < :day
-                ORDER BY day DESC LIMIT 1), 0)
-      + coalesce((SELECT sum(amount) FROM bucket_totals
-                  WHERE wallet_id = :wallet_id AND bucket >= :day_start AND bucket < :instant), 0)
-    """
-)
+# The balance before :instant (a 15-minute boundary): the running balance at the end of
+# the day before, plus at most a day of buckets. Its cost does not grow with history.
+_BALANCE_BEFORE_SQL = """
+  coalesce((SELECT balance_after FROM day_totals
+            WHERE wallet_id = :wallet_id AND day < :day
+            ORDER BY day DESC LIMIT 1), 0)
+  + coalesce((SELECT sum(amount) FROM bucket_totals
+              WHERE wallet_id = :wallet_id AND bucket >= :day_start AND bucket < :instant), 0)
+"""
+_BALANCE_BEFORE = text(f"SELECT {_BALANCE_BEFORE_SQL}")
 
-# width_bucket gives i for a bucket in [bounds[i], bounds[i+1]) (1-based), which is the
-# index of the point whose change that bucket belongs to.
-_CHANGES = text(
-    """
-    SELECT width_bucket(bucket, :bounds) AS point, sum(amount) AS change
-    FROM bucket_totals
-    WHERE wallet_id = :wallet_id AND bucket >= :first AND bucket < :last
-    GROUP BY point
-    """
-).bindparams(bindparam("bounds", type_=ARRAY(DateTime(timezone=True))))
+# The history in one statement: the opening balance (a day row plus at most a day of
+# buckets), each interval's sum (width_bucket gives i for a bucket in
+# [bounds[i], bounds[i+1]), which is the change of the point bounds[i+1]), and the running
+# balance, all exact NUMERIC, written as canonical decimal text (trim_scale: 1.10 -> 1.1).
+_HISTORY_SQL = f"""
+    WITH opening AS (SELECT {_BALANCE_BEFORE_SQL} AS amount),
+    changes AS (
+      SELECT width_bucket(bucket, :bounds) AS point, sum(amount) AS change
+      FROM bucket_totals
+      WHERE wallet_id = :wallet_id AND bucket >= :instant AND bucket < :last
+      GROUP BY point
+    ),
+    points AS (
+      SELECT position - 1 AS point FROM generate_series(2, cardinality(:bounds)) AS position
+    )
+    SELECT trim_scale(coalesce(c.change, 0))::text AS change,
+           trim_scale((SELECT amount FROM opening)
+                      + sum(coalesce(c.change, 0)) OVER (ORDER BY p.point))::text AS balance
+    FROM points p LEFT JOIN changes c USING (point)
+    ORDER BY p.point
+"""  # noqa: S608 - composed of constants only
+_HISTORY = text(_HISTORY_SQL).bindparams(bindparam("bounds", type_=ARRAY(DateTime(timezone=True))))
 
 _AS_OF = text("SELECT last_pass_finished_at FROM projection_status WHERE id = 1")
 
@@ -50,9 +62,16 @@ class ReadStoreUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class PointTotals:
+    """A point's balance and change as canonical decimal text ("1.1", "0")."""
+
+    balance: str
+    change: str
+
+
+@dataclass(frozen=True)
 class History:
-    opening: Decimal
-    changes: list[Decimal]
+    points: list[PointTotals]
     as_of: datetime | None
 
 
@@ -73,27 +92,24 @@ class PostgresReadStore:
         self._engine = engine
 
     def history(self, wallet_id: str, boundaries: Sequence[datetime]) -> History:
-        """The balance before boundaries[0] and the sum of each [boundaries[i], boundaries[i+1]).
+        """Each point's totals for the points boundaries[1:]: its balance (all records
+        before it) and its change (records since the boundary before it).
 
         Boundaries must be increasing 15-minute-aligned UTC instants.
         """
         with self._snapshot() as connection:
-            opening = _balance_before(connection, wallet_id, boundaries[0])
-            sums = {
-                point: change
-                for point, change in connection.execute(
-                    _CHANGES,
-                    {
-                        "wallet_id": wallet_id,
-                        "bounds": list(boundaries),
-                        "first": boundaries[0],
-                        "last": boundaries[-1],
-                    },
-                )
-            }
+            rows = connection.execute(
+                _HISTORY,
+                {
+                    "wallet_id": wallet_id,
+                    "bounds": list(boundaries),
+                    "last": boundaries[-1],
+                    **_balance_before_parameters(boundaries[0]),
+                },
+            )
+            points = [PointTotals(balance=row.balance, change=row.change) for row in rows]
             as_of = connection.execute(_AS_OF).scalar_one_or_none()
-        changes = [sums.get(point, Decimal(0)) for point in range(1, len(boundaries))]
-        return History(opening=opening, changes=changes, as_of=as_of)
+        return History(points=points, as_of=as_of)
 
     def balance(self, wallet_id: str, instant: datetime) -> Balance:
         """The sum of all records before `instant` (a 15-minute-aligned UTC instant)."""
@@ -121,11 +137,12 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
         raise ReadStoreUnavailable(str(error)) from error
 
 
-def _balance_before(connection: Connection, wallet_id: str, instant: datetime) -> Decimal:
+def _balance_before_parameters(instant: datetime) -> dict[str, object]:
     utc = instant.astimezone(UTC)
     day_start = datetime.combine(utc.date(), time(), tzinfo=UTC)
-    value = connection.execute(
-        _BALANCE_BEFORE,
-        {"wallet_id": wallet_id, "day": utc.date(), "day_start": day_start, "instant": utc},
-    ).scalar_one()
-    return Decimal(value)
+    return {"instant": utc, "day": utc.date(), "day_start": day_start}
+
+
+def _balance_before(connection: Connection, wallet_id: str, instant: datetime) -> Decimal:
+    parameters = {"wallet_id": wallet_id, **_balance_before_parameters(instant)}
+    return Decimal(connection.execute(_BALANCE_BEFORE, parameters).scalar_one())

@@ -4,18 +4,16 @@ For `start`, `end` and a time zone, there is one point for every instant T with
 start <= T <= end that starts an hour in that zone. A point's balance is the sum of all
 records dated before T; its change is the sum of the records since the previous hour start
 in that zone (so consecutive balances differ by exactly the change, also across DST jumps).
+The read store sums those over the grid's boundaries.
 """
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.ledger.domain.buckets import BUCKET, ceil_to_bucket
 from services.ledger.domain.errors import InvalidInput
-from services.ledger.domain.money import exact_arithmetic
 
 MAX_POINTS = 10_000
 _HOUR = timedelta(hours=1)
@@ -43,52 +41,57 @@ def parse_time_zone(name: str, field: str = "time_zone") -> ZoneInfo:
 
 @dataclass(frozen=True)
 class HourGrid:
-    """The points of one history request, in UTC, and the hour start just before the first.
+    """The points of one history request, in UTC, with the zone's UTC offset at each, and
+    the hour start just before the first.
 
     `boundaries` = [previous, *points]: the i-th point's change covers
-    [boundaries[i], boundaries[i+1]).
+    [boundaries[i], boundaries[i+1]); its balance is the sum of all records before it.
     """
 
     zone: ZoneInfo
     previous: datetime
     points: list[datetime]
+    offsets: list[timedelta]
 
     @property
     def boundaries(self) -> list[datetime]:
         return [self.previous, *self.points]
 
 
-@dataclass(frozen=True)
-class BalancePoint:
-    time: datetime
-    balance: Decimal
-    change: Decimal
-    utc_offset: timedelta
-
-
-def _is_hour_start(instant: datetime, zone: ZoneInfo) -> bool:
-    """Whether `instant` (a UTC quarter hour) starts an hour in `zone`. Refuses instants
-    where the zone's offset is not a multiple of 15 minutes (local mean time before a zone
-    adopted standard time, e.g. Africa/Monrovia until 1972): their hours start between
-    buckets, so no exact answer exists."""
-    local = instant.astimezone(zone)
-    offset = local.utcoffset()
+def _offset(instant: datetime, zone: ZoneInfo) -> timedelta:
+    """The zone's UTC offset at `instant`. Refuses offsets that are not a multiple of 15
+    minutes (local mean time before a zone adopted standard time, e.g. Africa/Monrovia until
+    1972): hours there start between buckets, so no exact answer exists."""
+    offset = instant.astimezone(zone).utcoffset()
     if offset is None or offset % BUCKET:
         raise InvalidInput.single(
             "time_zone",
             f"{zone.key} had a UTC offset of {offset} around {instant:%Y-%m-%d}, "
             "which hourly history cannot answer exactly",
         )
-    return local.minute == 0 and local.second == 0 and local.microsecond == 0
+    return offset
+
+
+def _is_hour_start(instant: datetime, offset: timedelta) -> bool:
+    return (instant + offset).minute == 0
+
+
+def _next_hour_start(after: datetime, zone: ZoneInfo) -> tuple[datetime, timedelta]:
+    """The first hour start in `zone` after the quarter hour `after`, and its offset.
+
+    Every real UTC offset is a multiple of 15 minutes, so every hour start is a UTC quarter
+    hour: stepping through quarter hours finds them all, across any DST change."""
+    instant = after + BUCKET
+    offset = _offset(instant, zone)
+    while not _is_hour_start(instant, offset):
+        instant += BUCKET
+        offset = _offset(instant, zone)
+    return instant, offset
 
 
 def hour_grid(start: datetime, end: datetime, zone: ZoneInfo) -> HourGrid:
     """The hour starts in `zone` within [start, end], or InvalidInput when the range is
-    reversed or would give more than MAX_POINTS points.
-
-    Every real UTC offset is a multiple of 15 minutes, so every hour start is a UTC quarter
-    hour: stepping through quarter hours finds them all, across any DST change.
-    """
+    reversed or would give more than MAX_POINTS points."""
     if start > end:
         raise InvalidInput.single("start", "must not be after end")
     for field, instant in (("start", start), ("end", end)):
@@ -97,29 +100,21 @@ def hour_grid(start: datetime, end: datetime, zone: ZoneInfo) -> HourGrid:
     if end - start > _MAX_RANGE:
         raise InvalidInput.single("end", f"the range gives more than {MAX_POINTS} points")
     previous = ceil_to_bucket(start) - BUCKET
-    while not _is_hour_start(previous, zone):
+    while not _is_hour_start(previous, _offset(previous, zone)):
         previous -= BUCKET
     points: list[datetime] = []
-    instant = previous + BUCKET
+    offsets: list[timedelta] = []
+    instant, offset = _next_hour_start(previous, zone)
     while instant <= end:
-        if _is_hour_start(instant, zone):
-            points.append(instant)
-        instant += BUCKET
+        points.append(instant)
+        offsets.append(offset)
+        # One hour on is the next hour start unless the offset changed in between (zones
+        # never change twice within an hour); only then step through the quarter hours.
+        later = instant + _HOUR
+        if _offset(later, zone) == offset:
+            instant = later
+        else:
+            instant, offset = _next_hour_start(instant, zone)
     if len(points) > MAX_POINTS:
         raise InvalidInput.single("end", f"the range gives more than {MAX_POINTS} points")
-    return HourGrid(zone=zone, previous=previous, points=points)
-
-
-def balance_points(
-    grid: HourGrid, opening: Decimal, changes: Sequence[Decimal]
-) -> list[BalancePoint]:
-    """Points from the balance at `grid.previous` and each point's change (same order)."""
-    points = []
-    balance = opening
-    for time, change in zip(grid.points, changes, strict=True):
-        with exact_arithmetic():
-            balance += change
-        offset = time.astimezone(grid.zone).utcoffset()
-        assert offset is not None
-        points.append(BalancePoint(time=time, balance=balance, change=change, utc_offset=offset))
-    return points
+    return HourGrid(zone=zone, previous=previous, points=points, offsets=offsets)
