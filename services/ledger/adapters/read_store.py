@@ -11,21 +11,21 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import Protocol
 
-from sqlalchemy import BigInteger, Connection, Engine, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 # The balance before :instant (a 15-minute boundary): the running balance at the end of
 # the day before, plus at most a day of buckets. Its cost does not grow with history.
+# (psycopg's parameter style: these run on the driver's cursor, see PostgresReadStore.)
 _BALANCE_BEFORE_SQL = """
   coalesce((SELECT balance_after FROM day_totals
-            WHERE wallet_id = :wallet_id AND day < :day
+            WHERE wallet_id = %(wallet_id)s AND day < %(day)s
             ORDER BY day DESC LIMIT 1), 0)
   + coalesce((SELECT sum(amount) FROM bucket_totals
-              WHERE wallet_id = :wallet_id AND bucket >= :day_start AND bucket < :instant), 0)
+              WHERE wallet_id = %(wallet_id)s AND bucket >= %(day_start)s
+                AND bucket < %(instant)s), 0)
 """
-_BALANCE_BEFORE = text(f"SELECT {_BALANCE_BEFORE_SQL}")
 
 # The history in one statement: the opening balance (a day row plus at most a day of
 # buckets), each interval's sum (width_bucket gives i for a bucket in
@@ -34,27 +34,26 @@ _BALANCE_BEFORE = text(f"SELECT {_BALANCE_BEFORE_SQL}")
 # The bounds travel as epoch seconds, once: as an array of 8,761 timestamps, adapting and
 # sending them cost ten times the query itself.
 _HISTORY_SQL = f"""
-    WITH given AS (SELECT CAST(:bounds AS bigint[]) AS bounds),
+    WITH given AS (SELECT CAST(%(bounds)s AS bigint[]) AS bounds),
     opening AS (SELECT {_BALANCE_BEFORE_SQL} AS amount),
     changes AS (
       SELECT width_bucket(extract(epoch FROM bucket)::bigint, (SELECT bounds FROM given))
                AS point,
              sum(amount) AS change
       FROM bucket_totals
-      WHERE wallet_id = :wallet_id AND bucket >= :instant AND bucket < :last
+      WHERE wallet_id = %(wallet_id)s AND bucket >= %(instant)s AND bucket < %(last)s
       GROUP BY point
     ),
     points AS (
       SELECT position - 1 AS point
       FROM generate_series(2, cardinality((SELECT bounds FROM given))) AS position
     )
-    SELECT trim_scale(coalesce(c.change, 0))::text AS change,
-           trim_scale((SELECT amount FROM opening)
-                      + sum(coalesce(c.change, 0)) OVER (ORDER BY p.point))::text AS balance
+    SELECT trim_scale((SELECT amount FROM opening)
+                      + sum(coalesce(c.change, 0)) OVER (ORDER BY p.point))::text AS balance,
+           trim_scale(coalesce(c.change, 0))::text AS change
     FROM points p LEFT JOIN changes c USING (point)
     ORDER BY p.point
 """  # noqa: S608 - composed of constants only
-_HISTORY = text(_HISTORY_SQL).bindparams(bindparam("bounds", type_=ARRAY(BigInteger)))
 
 _AS_OF = text("SELECT last_pass_finished_at FROM projection_status WHERE id = 1")
 
@@ -66,12 +65,8 @@ class ReadStoreUnavailable(Exception):
     """PostgreSQL could not be reached or failed the read; retrying later may succeed."""
 
 
-@dataclass(frozen=True)
-class PointTotals:
-    """A point's balance and change as canonical decimal text ("1.1", "0")."""
-
-    balance: str
-    change: str
+# A point's (balance, change) as canonical decimal text ("1.1", "0").
+PointTotals = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -102,17 +97,20 @@ class PostgresReadStore:
 
         Boundaries must be increasing 15-minute-aligned UTC instants.
         """
+        parameters = {
+            "wallet_id": wallet_id,
+            "bounds": [int(boundary.timestamp()) for boundary in boundaries],
+            "last": boundaries[-1],
+            **_balance_before_parameters(boundaries[0]),
+        }
         with self._snapshot() as connection:
-            rows = connection.execute(
-                _HISTORY,
-                {
-                    "wallet_id": wallet_id,
-                    "bounds": [int(boundary.timestamp()) for boundary in boundaries],
-                    "last": boundaries[-1],
-                    **_balance_before_parameters(boundaries[0]),
-                },
-            )
-            points = [PointTotals(balance=row.balance, change=row.change) for row in rows]
+            # The driver's own cursor: up to 10,000 rows, and SQLAlchemy's row objects
+            # cost more than the query.
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            with driver.cursor() as cursor:
+                cursor.execute(_HISTORY_SQL, parameters)
+                points: list[PointTotals] = cursor.fetchall()
             as_of = connection.execute(_AS_OF).scalar_one_or_none()
         return History(points=points, as_of=as_of)
 
@@ -150,4 +148,5 @@ def _balance_before_parameters(instant: datetime) -> dict[str, object]:
 
 def _balance_before(connection: Connection, wallet_id: str, instant: datetime) -> Decimal:
     parameters = {"wallet_id": wallet_id, **_balance_before_parameters(instant)}
-    return Decimal(connection.execute(_BALANCE_BEFORE, parameters).scalar_one())
+    value = connection.exec_driver_sql(f"SELECT {_BALANCE_BEFORE_SQL}", parameters).scalar_one()
+    return Decimal(value)
