@@ -111,9 +111,7 @@ async def history(
             "as_of": calls.as_of_text(answer),
             "points": [
                 {
-                    "datetime": calls.local_text(
-                        point.time.ToDatetime(tzinfo=UTC), point.utc_offset.ToTimedelta()
-                    ),
+                    "datetime": calls.local_text(point),
                     "balance": point.balance,
                     "change": point.change,
                 }
