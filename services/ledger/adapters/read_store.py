@@ -97,19 +97,14 @@ class PostgresReadStore:
 
         Boundaries must be increasing 15-minute-aligned UTC instants.
         """
-        parameters = {
-            "wallet_id": wallet_id,
-            "bounds": [int(boundary.timestamp()) for boundary in boundaries],
-            "last": boundaries[-1],
-            **_balance_before_parameters(boundaries[0]),
-        }
+        statement, parameters = history_query(wallet_id, boundaries)
         with self._snapshot() as connection:
             # The driver's own cursor: up to 10,000 rows, and SQLAlchemy's row objects
             # cost more than the query.
             driver = connection.connection.driver_connection
             assert driver is not None
             with driver.cursor() as cursor:
-                cursor.execute(_HISTORY_SQL, parameters)
+                cursor.execute(statement, parameters)
                 points: list[PointTotals] = cursor.fetchall()
             as_of = connection.execute(_AS_OF).scalar_one_or_none()
         return History(points=points, as_of=as_of)
@@ -138,6 +133,17 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
                 yield snapshot
     except _UNREACHABLE as error:
         raise ReadStoreUnavailable(str(error)) from error
+
+
+def history_query(wallet_id: str, boundaries: Sequence[datetime]) -> tuple[str, dict[str, object]]:
+    """The history statement and its parameters (psycopg style), for the driver's cursor."""
+    parameters = {
+        "wallet_id": wallet_id,
+        "bounds": [int(boundary.timestamp()) for boundary in boundaries],
+        "last": boundaries[-1],
+        **_balance_before_parameters(boundaries[0]),
+    }
+    return _HISTORY_SQL, parameters
 
 
 def _balance_before_parameters(instant: datetime) -> dict[str, object]:
