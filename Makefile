@@ -7,12 +7,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PROTOS := $(wildcard protos/wallet/v1/*.proto)
 GEN_DIR := wallet/v1
 
-.PHONY: dev test lint typecheck protos protos-check pytest java-check bench-write clean
+.PHONY: dev test lint typecheck protos protos-check pytest java-check bench-write clean infra-check
 
 dev: $(VENV)/.installed node_modules/.installed java-check
 	$(BIN)/wallet dev
 
-test: $(VENV)/.installed node_modules/.installed java-check lint typecheck protos-check
+test: $(VENV)/.installed node_modules/.installed java-check lint typecheck protos-check infra-check
 	$(BIN)/pytest
 
 $(VENV)/.installed: pyproject.toml
@@ -53,8 +53,42 @@ protos-check: $(VENV)/.installed
 	diff -r -x __pycache__ -x __init__.py $$tmp/wallet wallet || \
 	{ echo "Generated stubs are stale: run 'make protos' and commit the result." >&2; exit 1; }
 
+# checkov pins boto3==1.35.49 and packaging<24, which conflict with the project's pins
+# (boto3>=1.40), so it lives in a venv of its own, pinned here.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(CHECKOV_VENV)/bin/checkov --skip-download
+
+$(CHECKOV_VENV)/.installed: Makefile
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $@
+
+# The deployment: formatting (or, without terraform, a parse of every file), checkov with
+# no failed check on terraform/ and the Dockerfile (skips are inline, each with its reason),
+# the image's health check script (outside mypy's packages), and the drift tests between
+# terraform/ and the code.
+infra-check: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+	@if command -v terraform >/dev/null; then \
+	  echo "terraform fmt -check -recursive terraform"; \
+	  terraform fmt -check -recursive terraform; \
+	else \
+	  echo "terraform not found: parsing every file in terraform/ with python-hcl2 instead"; \
+	  $(BIN)/hcl2tojson --quiet --ndjson terraform >/dev/null; \
+	fi
+	$(CHECKOV) --directory terraform --framework terraform --compact --quiet
+	$(CHECKOV) --file Dockerfile --framework dockerfile --compact --quiet
+	@# checkov passes a container check it cannot evaluate; make sure it read every task.
+	@read=$$($(CHECKOV) --directory terraform --framework terraform --check CKV_AWS_334 --compact \
+	  | grep -c 'PASSED for resource: aws_ecs_task_definition'); \
+	tasks=$$(grep -h '^resource "aws_ecs_task_definition"' terraform/*.tf | wc -l); \
+	test "$$read" -eq "$$tasks" || { echo "checkov evaluated $$read of $$tasks task definitions" >&2; exit 1; }
+	$(BIN)/mypy --strict docker/healthcheck.py
+	$(BIN)/pytest --quiet --no-header tests/unit/test_infrastructure_drift.py
+
 bench-write: $(VENV)/.installed node_modules/.installed java-check
 	$(BIN)/wallet bench write
 
 clean:
-	rm -rf $(VENV) node_modules .wallet-dev .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .wallet-dev .mypy_cache .pytest_cache .ruff_cache

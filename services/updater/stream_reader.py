@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
 
-# The calls the updater makes; its IAM role allows exactly these.
+# The IAM actions of the DynamoDB and DynamoDB Streams calls the updater makes (Streams
+# calls are authorised as dynamodb:*); its IAM role allows exactly these, on the table and
+# its streams (terraform/iam.tf; a test checks).
 DYNAMODB_ACTIONS = (
     "dynamodb:DescribeTable",
     "dynamodb:Scan",

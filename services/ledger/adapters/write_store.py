@@ -39,8 +39,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The DynamoDB calls this adapter makes; the command service's IAM role allows exactly these.
-DYNAMODB_ACTIONS = ("dynamodb:TransactWriteItems",)
+# The IAM actions of the DynamoDB calls this adapter makes; the command service's IAM role
+# allows exactly these (terraform/iam.tf; a test checks). Its one call, TransactWriteItems,
+# is not an IAM action: IAM authorises each item of the transaction as its own operation,
+# here a Put (PutItem) and an Update (UpdateItem).
+DYNAMODB_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 
 _THROTTLED = {
     "ThrottlingException",

@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# One image for every process. The entry point is `wallet`; each ECS task passes its
+# subcommand:
+#   serve gateway | serve command | serve query | update | update --rebuild | migrate
+# Build for the platform the task definitions ask for (X86_64):
+#   docker build --platform linux/amd64 -t wallet:TAG .
+# Python 3.11, the version CI tests (pyproject: >=3.11,<3.13), in both stages (the venv is
+# copied across). Pin a digest (python:3.11-slim-bookworm@sha256:...) in production.
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml ./
+COPY services ./services
+COPY gateway ./gateway
+COPY wallet ./wallet
+# The same install step CI runs (the Makefile's `pip install --upgrade pip` then
+# `pip install -e '.[test]'`, from pyproject.toml), so what CI tests is what ships. Here it
+# is a regular install with no extras: no test tools, and not the `local` extra (pgserver,
+# an embedded PostgreSQL): the image always gets its database from WALLET_DATABASE_* or
+# DATABASE_URL. The last command fails the build if pgserver came in anyway.
+RUN pip install --upgrade pip \
+    && pip install . \
+    && if pip show pgserver >/dev/null 2>&1; then echo "pgserver must not be in the image" >&2; exit 1; fi
+
+FROM python:3.11-slim-bookworm AS runtime
+RUN groupadd --system --gid 10001 wallet \
+    && useradd --system --uid 10001 --gid wallet --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin wallet
+COPY --from=build /opt/venv /opt/venv
+COPY docker/healthcheck.py /opt/wallet/healthcheck.py
+# Bytecode was compiled at install; the tasks run with a read-only root file system.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+WORKDIR /opt/wallet
+USER 10001:10001
+# gateway (HTTP), command (gRPC), query (gRPC): the defaults in services/ledger/settings.py.
+EXPOSE 8080 50051 50052
+# Finds the served process from PID 1's command line; healthy for one-off tasks.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["python", "/opt/wallet/healthcheck.py"]
+ENTRYPOINT ["wallet"]
+CMD ["--help"]
