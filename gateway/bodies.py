@@ -3,11 +3,13 @@ read exactly (as Decimal, never float), and no unknown fields."""
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from fastapi import Request
 
+from gateway import calls
 from gateway.problems import Problem
 
 MAX_BODY_BYTES = 16 * 1024
@@ -60,3 +62,12 @@ def amount_text(body: dict[str, Any], field: str = "amount") -> str:
     if isinstance(value, (Decimal, int)) and not isinstance(value, bool):
         return str(value)
     raise Problem(400, f"{field} is required", errors={field: "must be a decimal number or string"})
+
+
+async def deposit_request(request: Request) -> tuple[str, datetime, str]:
+    """(idempotency key, datetime, amount text) of a deposit body {"datetime", "amount"}."""
+    key = calls.request_key(request.headers)
+    body = await json_object(request)
+    only_fields(body, ("datetime", "amount"))
+    occurred_at = calls.parse_instant(required_text(body, "datetime"), "datetime")
+    return key, occurred_at, amount_text(body)

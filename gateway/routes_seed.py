@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from gateway import calls
-from gateway.bodies import amount_text, json_object, only_fields, required_text
+from gateway.bodies import deposit_request, json_object, only_fields, required_text
 from gateway.problems import Problem, problem_responses
 from gateway.routes_v1 import BackendsDep
 from gateway.schemas import SeedRecordIn, SeedRecordOut, SeedSearchIn
@@ -45,13 +45,8 @@ def _seed_point(instant_text: str, amount: str) -> str:
     },
 )
 async def seed_record(request: Request, backends: BackendsDep) -> Response:
-    key = calls.request_key(request.headers)
-    body = await json_object(request)
-    only_fields(body, ("datetime", "amount"))
-    occurred_at = calls.parse_instant(required_text(body, "datetime"), "datetime")
-    stored, replayed = await calls.record_deposit(
-        backends, SEED_WALLET, key, occurred_at, amount_text(body)
-    )
+    key, occurred_at, amount = await deposit_request(request)
+    stored, replayed = await calls.record_deposit(backends, SEED_WALLET, key, occurred_at, amount)
     content = _seed_point(stored.occurred_at.ToDatetime(tzinfo=UTC).isoformat(), stored.amount)
     if replayed:
         return Response(content, media_type=_JSON, headers={"Idempotent-Replayed": "true"})

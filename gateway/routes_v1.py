@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from gateway import calls
 from gateway.backends import Backends
-from gateway.bodies import amount_text, json_object, only_fields, required_text
+from gateway.bodies import deposit_request
 from gateway.problems import problem_responses
 from gateway.schemas import BalanceOut, HistoryOut, RecordIn, RecordOut
 from services.ledger.domain.ids import WALLET_ID_PATTERN
@@ -68,13 +68,8 @@ def record_body(record: records_pb2.Record) -> dict[str, str]:
     },
 )
 async def record(wallet_id: WalletIdPath, request: Request, backends: BackendsDep) -> JSONResponse:
-    key = calls.request_key(request.headers)
-    body = await json_object(request)
-    only_fields(body, ("datetime", "amount"))
-    occurred_at = calls.parse_instant(required_text(body, "datetime"), "datetime")
-    stored, replayed = await calls.record_deposit(
-        backends, wallet_id, key, occurred_at, amount_text(body)
-    )
+    key, occurred_at, amount = await deposit_request(request)
+    stored, replayed = await calls.record_deposit(backends, wallet_id, key, occurred_at, amount)
     if replayed:
         return JSONResponse(record_body(stored), headers={"Idempotent-Replayed": "true"})
     return JSONResponse(record_body(stored), status_code=201)
