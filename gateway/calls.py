@@ -24,16 +24,27 @@ _HISTORY_FIELDS = {"time_zone": "tz"}
 
 
 def request_key(headers: Headers) -> str:
-    """Idempotency-Key if sent (it must be valid), else a valid X-Amzn-Trace-Id, else new."""
+    """Idempotency-Key if sent (it must be valid), else the root of a valid X-Amzn-Trace-Id,
+    else a new one."""
     if IDEMPOTENCY_KEY in headers:
         try:
             return parse_request_id(headers[IDEMPOTENCY_KEY], IDEMPOTENCY_KEY)
         except InvalidInput as error:
             raise Problem.from_invalid(error) from error
     try:
-        return parse_request_id(headers.get(TRACE_ID, ""), TRACE_ID)
+        return parse_request_id(_trace_root(headers.get(TRACE_ID, "")), TRACE_ID)
     except InvalidInput:
         return str(uuid.uuid4())
+
+
+def _trace_root(trace_id: str) -> str:
+    """The Root= field of an X-Amzn-Trace-Id: load balancers add or rewrite Self= on every
+    hop, so only the root stays the same when a client retries with its trace id."""
+    for field in trace_id.split(";"):
+        name, _, value = field.strip().partition("=")
+        if name == "Root" and value:
+            return f"Root={value}"
+    return trace_id
 
 
 def parse_instant(text: str, field: str) -> datetime:

@@ -71,8 +71,10 @@ class Problem(Exception):
     def from_rpc_error(cls, error: grpc.RpcError, fields: dict[str, str]) -> "Problem":
         """The problem for a failed gRPC call; `fields` renames gRPC fields to API fields."""
         status = HTTP_STATUS.get(error.code(), 500)
-        detail = error.details() if status in _CLIENT_SAFE else None
         errors = {fields.get(name, name): text for name, text in field_violations(error).items()}
+        detail = error.details() if status in _CLIENT_SAFE else None
+        if errors:  # the service's message names its gRPC fields; say the API's names
+            detail = "; ".join(f"{field}: {text}" for field, text in errors.items())
         headers = {"Retry-After": "1"} if status in (409, 503) else {}
         return cls(status, detail, errors=errors, headers=headers)
 

@@ -6,6 +6,7 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
+from services import client_commands
 from services.ledger.settings import Settings
 
 
@@ -15,6 +16,17 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # botocore's INFO lines (where it found credentials) are noise next to one line per call.
     logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+def _database_url(settings: Settings) -> str:
+    """The read model's server. Only `wallet dev` starts an embedded one: a process on AWS
+    without its database setting must stop, not answer from an empty local database."""
+    if settings.database_url is None:
+        sys.exit(
+            "wallet: set DATABASE_URL (or WALLET_DATABASE_HOST and its companions); "
+            "`wallet dev` starts a local PostgreSQL for you"
+        )
+    return settings.database_url
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -31,10 +43,9 @@ def _serve(args: argparse.Namespace) -> int:
 
             service = command_server.build(settings)
         else:
-            from services.local.embedded_postgres import database_url
             from services.query import server as query_server
 
-            service = query_server.build(settings, database_url(settings))
+            service = query_server.build(settings, _database_url(settings))
     except OSError as error:
         print(f"wallet serve {args.service}: {error}", file=sys.stderr)
         return 2
@@ -45,22 +56,20 @@ def _serve(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     from services.ledger.adapters.database import create_database_engine
     from services.ledger.adapters.migrations import migrate
-    from services.local.embedded_postgres import database_url
 
-    migrate(create_database_engine(database_url(Settings()), pool_size=1))
+    migrate(create_database_engine(_database_url(Settings()), pool_size=1))
     print("read model schema is up to date")
     return 0
 
 
 def _update(args: argparse.Namespace) -> int:
-    from services.local.embedded_postgres import database_url
     from services.updater.main import run_updater
 
     settings = Settings()
     _configure_logging(settings.log_level)
     return run_updater(
         settings,
-        database_url(settings),
+        _database_url(settings),
         follow=args.follow,
         rebuild=args.rebuild,
         segments=args.segments,
@@ -91,7 +100,41 @@ def _dev(args: argparse.Namespace) -> int:
 def _bench_write(args: argparse.Namespace) -> int:
     from services.bench.write import run_write_benchmark
 
-    return run_write_benchmark()
+    return run_write_benchmark(records=args.records)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _bench_read(args: argparse.Namespace) -> int:
+    from services.bench.read import run_read_benchmark
+
+    return run_read_benchmark(calls=args.calls, warmup=args.warmup)
+
+
+def _bench_updater(args: argparse.Namespace) -> int:
+    from services.bench.updater import run_updater_benchmark
+
+    return run_updater_benchmark(
+        passes=args.passes, updates=args.updates, samples=args.samples, threads=args.threads
+    )
+
+
+def _bench_gateway(args: argparse.Namespace) -> int:
+    from services.bench.gateway import run_gateway_benchmark
+
+    return run_gateway_benchmark(records=args.records, history_calls=args.history_calls)
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from services.updater.main import run_reconcile
+
+    settings = Settings()
+    return run_reconcile(settings, _database_url(settings), check_records=args.records)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,18 +165,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
     update.set_defaults(run=_update)
 
+    reconcile = commands.add_parser(
+        "reconcile", help="compare the read model with the table's aggregates (exit 1 if off)"
+    )
+    reconcile.add_argument(
+        "--records", action="store_true", help="also compare the aggregates with their records"
+    )
+    reconcile.set_defaults(run=_reconcile)
+
     create_table = commands.add_parser(
         "create-table", help="create the DynamoDB table when it is missing"
     )
     create_table.set_defaults(run=_create_table)
+
+    client_commands.add_commands(commands)
 
     dev = commands.add_parser("dev", help="start the local stack on embedded defaults")
     dev.set_defaults(run=_dev)
 
     bench = commands.add_parser("bench", help="run a benchmark that prints figures")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
-    bench_write = benchmarks.add_parser("write", help="write throughput and latency")
+    bench_write = benchmarks.add_parser(
+        "write", help="write throughput and latency, gRPC vs bare boto3, and vs the seed's scheme"
+    )
+    bench_write.add_argument(
+        "--records",
+        type=_positive_int,
+        default=2000,
+        help="measured calls per path and client count; the contention phase uses half as many",
+    )
     bench_write.set_defaults(run=_bench_write)
+    bench_read = benchmarks.add_parser(
+        "read", help="one-year history from ten years of data vs one year, gRPC vs SQL"
+    )
+    bench_read.add_argument("--calls", type=_positive_int, default=30, help="timed calls per case")
+    bench_read.add_argument("--warmup", type=int, default=3, help="untimed calls per case")
+    bench_read.set_defaults(run=_bench_read)
+    bench_updater = benchmarks.add_parser(
+        "updater", help="updater pass time, throughput and --follow freshness"
+    )
+    bench_updater.add_argument(
+        "--passes", type=_positive_int, default=5, help="timed passes after one changed bucket"
+    )
+    bench_updater.add_argument(
+        "--updates",
+        type=_positive_int,
+        default=100_000,
+        help="aggregate updates for the throughput pass",
+    )
+    bench_updater.add_argument(
+        "--threads", type=_positive_int, default=8, help="threads generating the aggregate updates"
+    )
+    bench_updater.add_argument(
+        "--samples", type=_positive_int, default=60, help="freshness samples in --follow mode"
+    )
+    bench_updater.set_defaults(run=_bench_updater)
+    bench_gateway = benchmarks.add_parser(
+        "gateway",
+        help="on a `wallet dev` stack: REST vs boto3 records, REST vs gRPC history, start "
+        "to ready, peak RSS per process",
+    )
+    bench_gateway.add_argument(
+        "--records", type=_positive_int, default=15_000, help="measured calls per write path"
+    )
+    bench_gateway.add_argument(
+        "--history-calls", type=_positive_int, default=100, help="timed calls per history path"
+    )
+    bench_gateway.set_defaults(run=_bench_gateway)
     return parser
 
 

@@ -5,8 +5,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from services.ledger.settings import Settings
-
 
 def embedded_postgres(data_dir: Path) -> Any:
     """Starts (or joins) the embedded server keeping its data in `data_dir`. It stops when
@@ -23,8 +21,3 @@ def embedded_postgres(data_dir: Path) -> Any:
 def embedded_postgres_url(data_dir: Path) -> str:
     url: str = embedded_postgres(data_dir).get_uri()
     return url
-
-
-def database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the embedded server's URL."""
-    return settings.database_url or embedded_postgres_url(settings.dev_dir / "postgres")

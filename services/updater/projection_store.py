@@ -13,6 +13,7 @@ from services.updater.positions import AggregateImage, ShardPosition
 
 # pg_advisory_lock key of the updater: "wallet-updater" folded into 63 bits.
 UPDATER_LOCK_KEY = 0x77616C6C6574_7570
+APPLY_LOCK_KEY = UPDATER_LOCK_KEY + 1
 
 _STAGE = """
 CREATE TEMPORARY TABLE incoming (
@@ -128,6 +129,10 @@ class ProjectionStore:
         which every acknowledged record is in the read model. Returns the number of changed
         buckets."""
         with self._engine.begin() as connection:
+            # exclusive()'s session lock is lost silently with its connection; this one (its
+            # own key: the session lock is held on another connection of this very updater)
+            # keeps two applies from recomputing the same day totals at once regardless.
+            connection.execute(select(func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
             changed = _upsert(connection, images)
             if replace_checkpoints:
                 connection.execute(delete(stream_checkpoints))

@@ -36,6 +36,7 @@ DYNAMODB_ACTIONS = (
     "dynamodb:GetRecords",
 )
 _PAGE = 1000
+_EMPTY_PAGES_AT_END = 3
 
 
 def streams_client() -> "DynamoDBStreamsClient":
@@ -109,11 +110,14 @@ class StreamReader:
     ) -> ShardPosition:
         """Adds the shard's records after `position` to the batch; returns the new position.
 
-        An empty page ends the read: an open shard has nothing more yet, and the next pass
-        goes on from the checkpoint. No next iterator means a closed shard read to its end."""
+        A few empty pages in a row end the read: an open shard has nothing more yet, and
+        the next pass goes on from the checkpoint (DynamoDB Streams may answer an empty page
+        before a later one with records, so one is not enough). No next iterator means a
+        closed shard read to its end."""
         last_sequence = position.sequence_number
         iterator: str | None = self._iterator(stream_arn, position)
-        while iterator:
+        empty_pages = 0
+        while iterator and empty_pages < _EMPTY_PAGES_AT_END:
             try:
                 page = self._streams.get_records(ShardIterator=iterator, Limit=_PAGE)
             except self._streams.exceptions.TrimmedDataAccessException as error:
@@ -128,8 +132,7 @@ class StreamReader:
                 if image is not None:
                     keep_newest(batch.images, image)
             iterator = page.get("NextShardIterator")
-            if not records:
-                break
+            empty_pages = 0 if records else empty_pages + 1
         return ShardPosition(position.shard_id, last_sequence, finished=iterator is None)
 
     def _iterator(self, stream_arn: str, position: ShardPosition) -> str:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 from typing import Protocol
 
+import psycopg
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -58,7 +59,15 @@ _HISTORY_SQL = f"""
 _AS_OF = text("SELECT last_pass_finished_at FROM projection_status WHERE id = 1")
 
 
-_UNREACHABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+# SQLAlchemy's wrappers, and psycopg's own from the driver cursor the history runs on
+# (a statement timeout is psycopg's QueryCanceled, an OperationalError).
+_UNREACHABLE = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 
 class ReadStoreUnavailable(Exception):
