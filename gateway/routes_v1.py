@@ -107,7 +107,10 @@ async def history(
         f'"balance":"{point.balance}","change":"{point.change}"}}'
         for point in answer.points
     )
-    head = json.dumps({"wallet_id": wallet_id, "time_zone": tz, "as_of": calls.as_of_text(answer)})
+    zone = tz or "UTC"  # the query service reads an empty zone as UTC
+    head = json.dumps(
+        {"wallet_id": wallet_id, "time_zone": zone, "as_of": calls.as_of_text(answer)}
+    )
     return Response(f'{head[:-1]},"points":[{points}]}}', media_type="application/json")
 
 
