@@ -109,7 +109,8 @@ async def history(
     )
     zone = tz or "UTC"  # the query service reads an empty zone as UTC
     head = json.dumps(
-        {"wallet_id": wallet_id, "time_zone": zone, "as_of": calls.as_of_text(answer)}
+        {"wallet_id": wallet_id, "time_zone": zone, "as_of": calls.as_of_text(answer)},
+        separators=(",", ":"),
     )
     return Response(f'{head[:-1]},"points":[{points}]}}', media_type="application/json")
 
