@@ -29,6 +29,10 @@ java-check:
 	@command -v java >/dev/null || { \
 	  echo "java not found: DynamoDB Local needs Java 17 or newer." >&2; \
 	  echo "Install it with: apt-get install -y openjdk-17-jre-headless" >&2; exit 1; }
+	@version=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1); \
+	test "$${version:-0}" -ge 17 || { \
+	  echo "java $$version found: DynamoDB Local needs Java 17 or newer." >&2; \
+	  echo "Install it with: apt-get install -y openjdk-17-jre-headless" >&2; exit 1; }
 
 lint: $(VENV)/.installed node_modules/.installed
 	$(BIN)/ruff check .
