@@ -69,5 +69,5 @@ async def deposit_request(request: Request) -> tuple[str, datetime, str]:
     key = calls.request_key(request.headers)
     body = await json_object(request)
     only_fields(body, ("datetime", "amount"))
-    occurred_at = calls.parse_instant(required_text(body, "datetime"), "datetime")
+    occurred_at = calls.parse_request_datetime(required_text(body, "datetime"), "datetime")
     return key, occurred_at, amount_text(body)

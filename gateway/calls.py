@@ -47,7 +47,8 @@ def _trace_root(trace_id: str) -> str:
     return trace_id
 
 
-def parse_instant(text: str, field: str) -> datetime:
+def parse_request_datetime(text: str, field: str) -> datetime:
+    """An RFC 3339 field of a request, or a 400 problem naming it."""
     try:
         return parse_rfc3339(text, field)
     except InvalidInput as error:

@@ -72,8 +72,8 @@ async def seed_search(request: Request, backends: BackendsDep) -> Response:
         _RANGE_FIELDS[0],
     )
     only_fields(body, (start_field, end_field))
-    start = calls.parse_instant(required_text(body, start_field), start_field)
-    end = calls.parse_instant(required_text(body, end_field), end_field)
+    start = calls.parse_request_datetime(required_text(body, start_field), start_field)
+    end = calls.parse_request_datetime(required_text(body, end_field), end_field)
     if start > end:
         raise Problem(400, f"{start_field} must not be after {end_field}")
     answer = await calls.balance_history(backends, SEED_WALLET, start, end, "UTC")

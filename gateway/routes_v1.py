@@ -96,8 +96,8 @@ async def history(
     answer = await calls.balance_history(
         backends,
         wallet_id,
-        calls.parse_instant(start, "start"),
-        calls.parse_instant(end, "end"),
+        calls.parse_request_datetime(start, "start"),
+        calls.parse_request_datetime(end, "end"),
         tz,
     )
     # Rendered by hand: a year is 8,760 points, and dicts through json.dumps took twice as

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     grpc_workers: int = Field(default=64, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
-    # Unset: the local stack's embedded PostgreSQL in dev_dir.
+    # Required by every process but `wallet dev`, which starts an embedded server in dev_dir.
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "WALLET_DATABASE_URL")
     )

@@ -63,7 +63,9 @@ stream_checkpoints = Table(
     Column("finished", Boolean, nullable=False),
 )
 
-# One row: when the updater last finished a pass (the query service's as_of).
+# One row: the instant the updater's last committed pass began reading, so every record
+# acknowledged before it is projected (the query service's as_of). The column's name
+# predates that precision.
 projection_status = Table(
     "projection_status",
     metadata,

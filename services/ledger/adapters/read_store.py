@@ -5,7 +5,7 @@ and its as_of come from the same updater pass.
 """
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from decimal import Decimal
@@ -107,7 +107,7 @@ class PostgresReadStore:
         Boundaries must be increasing 15-minute-aligned UTC instants.
         """
         statement, parameters = history_query(wallet_id, boundaries)
-        with self._snapshot() as connection:
+        with _snapshot(self._engine) as connection:
             # The driver's own cursor: up to 10,000 rows, and SQLAlchemy's row objects
             # cost more than the query.
             driver = connection.connection.driver_connection
@@ -120,13 +120,10 @@ class PostgresReadStore:
 
     def balance(self, wallet_id: str, instant: datetime) -> Balance:
         """The sum of all records before `instant` (a 15-minute-aligned UTC instant)."""
-        with self._snapshot() as connection:
+        with _snapshot(self._engine) as connection:
             balance = _balance_before(connection, wallet_id, instant)
             as_of = connection.execute(_AS_OF).scalar_one_or_none()
         return Balance(balance=balance, as_of=as_of)
-
-    def _snapshot(self) -> AbstractContextManager[Connection]:
-        return _snapshot(self._engine)
 
 
 @contextmanager
