@@ -15,7 +15,8 @@ def bucket_start(instant: datetime) -> datetime:
 def ceil_to_bucket(instant: datetime) -> datetime:
     """The first bucket boundary (UTC) at or after `instant`."""
     start = bucket_start(instant)
-    return start if start == instant else start + BUCKET
+    # Compared in UTC: == across zones is always False for an instant in a DST fold.
+    return start if start == instant.astimezone(UTC) else start + BUCKET
 
 
 def format_instant(instant: datetime) -> str:

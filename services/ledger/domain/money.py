@@ -2,7 +2,7 @@
 
 import re
 from contextlib import AbstractContextManager
-from decimal import Context, Decimal, localcontext
+from decimal import Context, Decimal, InvalidOperation, localcontext
 
 from services.ledger.domain.errors import InvalidInput
 
@@ -12,9 +12,9 @@ MAX_FRACTION_DIGITS = 18
 _MAX_TEXT_LENGTH = 100
 # Digits kept by canonical_amount: more than any amount text or any sum of amounts has.
 _EXACT_PRECISION = 200
-# Plain decimal syntax with an optional exponent. Decimal() alone would also accept
-# "1_000", " 1", "NaN" and "Infinity".
-_DECIMAL_SYNTAX = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+# Plain decimal syntax with an optional exponent, ASCII digits only. Decimal() alone would
+# also accept "1_000", " 1", "NaN", "Infinity" and other scripts' digits ("\u0663" is 3).
+_DECIMAL_SYNTAX = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
 def parse_amount(text: str, field: str = "amount") -> Decimal:
@@ -28,7 +28,14 @@ def parse_amount(text: str, field: str = "amount") -> Decimal:
         raise InvalidInput.single(field, "is required")
     if len(text) > _MAX_TEXT_LENGTH or not _DECIMAL_SYNTAX.fullmatch(text):
         raise InvalidInput.single(field, "must be a decimal number such as 1.1 or 2e3")
-    value = Decimal(text)  # exact: construction from text ignores the context's precision
+    try:
+        value = Decimal(text)  # exact: construction from text ignores the context's precision
+    except InvalidOperation as error:  # an exponent beyond Decimal's range: 1e-99999999999999999999
+        raise InvalidInput.single(
+            field,
+            f"must have at most {MAX_INTEGER_DIGITS} digits before the decimal point"
+            f" and {MAX_FRACTION_DIGITS} after",
+        ) from error
     if value <= 0:
         raise InvalidInput.single(field, "must be greater than zero")
     # Bounds first, from the exponent alone: 1e1000000 or 1e-999999999 must never reach
