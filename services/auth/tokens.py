@@ -1,0 +1,176 @@
+"""Bearer tokens: which wallets a JWT lets its holder use, and minting dev tokens.
+
+A token must be signed with the configured key (HS256 with a shared secret, or RS256/ES256
+with a key from a JWKS), unexpired, from the configured issuer, for the configured audience,
+and carry a `wallets` claim: a list of wallet ids, where "*" stands for every wallet.
+"""
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import jwt
+
+ALL_WALLETS = "*"
+DEV_ALGORITHM = "HS256"
+JWKS_ALGORITHMS = ("RS256", "ES256")
+# Clocks of the issuer and of our tasks may disagree by a little.
+_LEEWAY = timedelta(seconds=30)
+_JWKS_FETCH_TIMEOUT_SECONDS = 5.0
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, expired, or not for us; the text says which."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a verified token allows: its subject (if any) and the wallets it may use."""
+
+    subject: str | None
+    wallets: frozenset[str]
+
+    def allows(self, wallet_id: str) -> bool:
+        return ALL_WALLETS in self.wallets or wallet_id in self.wallets
+
+
+class TokenVerifier:
+    """Checks signature, exp, iss, aud and the wallets claim of a bearer token."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        hs256_secret: str | None = None,
+        jwks_url: str | None = None,
+    ) -> None:
+        if (hs256_secret is None) == (jwks_url is None):
+            raise ValueError("configure exactly one of an HS256 secret and a JWKS URL")
+        self._issuer = issuer
+        self._audience = audience
+        self._secret = hs256_secret
+        self._jwks_client: jwt.PyJWKClient | None = None
+        self._jwk_set: jwt.PyJWKSet | None = None
+        if jwks_url is not None and urlsplit(jwks_url).scheme in ("http", "https"):
+            # Caches the key set, refetching after its lifespan or (at most every 30 s) when
+            # a token names a key id it does not hold, i.e. after the issuer rotates keys.
+            self._jwks_client = jwt.PyJWKClient(jwks_url, timeout=_JWKS_FETCH_TIMEOUT_SECONDS)
+        elif jwks_url is not None:
+            # A file (file: URL or path) is read once: rotate keys by restarting the tasks.
+            is_url = jwks_url.startswith("file:")
+            path = url2pathname(urlsplit(jwks_url).path) if is_url else jwks_url
+            self._jwk_set = jwt.PyJWKSet.from_json(Path(path).read_text())
+
+    @property
+    def fetches_keys(self) -> bool:
+        """Whether verifying may block on the network (fetching the JWKS)."""
+        return self._jwks_client is not None
+
+    def verify(self, token: str) -> Grant:
+        try:
+            key: Any
+            algorithms: Iterable[str] = JWKS_ALGORITHMS
+            if self._jwks_client is not None:
+                key = self._jwks_client.get_signing_key_from_jwt(token)
+            elif self._jwk_set is not None:
+                key = _key_in_set(self._jwk_set, token)
+            else:
+                key, algorithms = self._secret, (DEV_ALGORITHM,)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(algorithms),
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=_LEEWAY,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.PyJWKClientConnectionError as error:
+            raise InvalidToken("the token's signing keys cannot be fetched") from error
+        except jwt.PyJWTError as error:
+            raise InvalidToken(_reason(error)) from error
+        return Grant(subject=_subject(claims), wallets=_wallets(claims))
+
+
+def _key_in_set(key_set: jwt.PyJWKSet, token: str) -> jwt.PyJWK:
+    """The signing key the token's `kid` names (PyJWKClient's rule, for a key set file)."""
+    key_id = jwt.get_unverified_header(token).get("kid")
+    for key in key_set.keys:
+        if key.key_id == key_id and key.public_key_use in ("sig", None):
+            return key
+    raise jwt.PyJWKClientError("no key in the key set matches the token's kid")
+
+
+def _reason(error: jwt.PyJWTError) -> str:
+    """A short, safe description for the WWW-Authenticate header and the problem body."""
+    if isinstance(error, jwt.ExpiredSignatureError):
+        return "the token has expired"
+    if isinstance(error, jwt.InvalidAudienceError):
+        return "the token is not for this audience"
+    if isinstance(error, jwt.InvalidIssuerError):
+        return "the token is from another issuer"
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return f"the token has no {error.claim} claim"
+    if isinstance(error, jwt.InvalidAlgorithmError):
+        return "the token's algorithm is not accepted"
+    if isinstance(error, jwt.InvalidSignatureError | jwt.PyJWKClientError):
+        return "the token's signature does not verify"
+    return "the token is malformed"
+
+
+def _subject(claims: dict[str, Any]) -> str | None:
+    subject = claims.get("sub")
+    return subject if isinstance(subject, str) and subject else None
+
+
+def _wallets(claims: dict[str, Any]) -> frozenset[str]:
+    wallets = claims.get("wallets")
+    if not isinstance(wallets, list) or not all(isinstance(w, str) for w in wallets):
+        raise InvalidToken("the token's wallets claim must be a list of wallet ids")
+    return frozenset(wallets)
+
+
+def mint_token(
+    secret: str,
+    *,
+    wallets: Iterable[str],
+    issuer: str,
+    audience: str,
+    ttl: timedelta,
+    subject: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """An HS256 token for `wallets` (for `wallet dev` and tests; production tokens come
+    from the identity provider behind the JWKS)."""
+    issued = now or datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + ttl,
+        "wallets": sorted(set(wallets)),
+    }
+    if subject is not None:
+        claims["sub"] = subject
+    return jwt.encode(claims, secret, algorithm=DEV_ALGORITHM)
+
+
+def new_secret() -> str:
+    """A random HS256 secret: 256 bits, as RFC 7518 asks for HS256."""
+    return secrets.token_urlsafe(32)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header (or gRPC metadata) value."""
+    if not authorization:
+        raise InvalidToken("no bearer token: send Authorization: Bearer <token>")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("the Authorization header must be Bearer <token>")
+    return token.strip()
