@@ -17,9 +17,22 @@ SERVING_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 
 
+# A developer's `wallet dev` may hold the default metrics ports: benchmark children serve
+# none (the counters still run; only their HTTP endpoint is off).
+METRICS_PORTS_OFF = {
+    "WALLET_COMMAND_METRICS_PORT": "0",
+    "WALLET_QUERY_METRICS_PORT": "0",
+    "WALLET_UPDATER_METRICS_PORT": "0",
+}
+# Benchmarks sign their own tokens (services/bench/auth.py): no key source but theirs.
+_DROPPED_ENV = ("WALLET_AUTH_JWKS_URL",)
+
+
 def child_env(overrides: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment (so the DynamoDB Local it points at) plus `overrides`."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1", **overrides}
+    """This process's environment (so the DynamoDB Local it points at), without metrics
+    ports or a JWKS URL, plus `overrides`."""
+    inherited = {name: value for name, value in os.environ.items() if name not in _DROPPED_ENV}
+    return {**inherited, "PYTHONUNBUFFERED": "1", **METRICS_PORTS_OFF, **overrides}
 
 
 @contextmanager

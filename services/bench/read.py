@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 import grpc
 import psycopg
 
+from services.bench.auth import NOTE as AUTH_NOTE
+from services.bench.auth import BenchAuth, new_bench_auth
 from services.bench.figures import Target, markdown_table, milliseconds, percentile, targets_table
 from services.bench.history_seed import SeededWallet, direct_balance, seed_read_model, seeding_table
 from services.bench.processes import child_env, wallet_process
@@ -103,7 +105,12 @@ def _history_range(end: datetime) -> tuple[datetime, datetime]:
 
 
 def _grpc_fetcher(
-    stub: query_pb2_grpc.WalletQueryStub, wallet: str, zone: str, first: datetime, last: datetime
+    stub: query_pb2_grpc.WalletQueryStub,
+    auth: BenchAuth,
+    wallet: str,
+    zone: str,
+    first: datetime,
+    last: datetime,
 ) -> Fetcher:
     request = query_pb2.GetBalanceHistoryRequest(
         wallet_id=wallet,
@@ -115,7 +122,9 @@ def _grpc_fetcher(
     def balances(response: query_pb2.GetBalanceHistoryResponse) -> Balances:
         return {p.time.ToDatetime(tzinfo=UTC): Decimal(p.balance) for p in response.points}
 
-    return Fetcher(lambda: stub.GetBalanceHistory(request, timeout=60), balances)
+    return Fetcher(
+        lambda: stub.GetBalanceHistory(request, timeout=60, metadata=auth.metadata), balances
+    )
 
 
 def _sql_fetcher(
@@ -298,9 +307,10 @@ def _measured(
 ) -> Measurement:
     """Latencies of every case, with the query service running as a child process, and the
     checks that gRPC and SQL give the same balances."""
-    port = free_port()
+    port, auth = free_port(), new_bench_auth()
     env = child_env(
         {
+            **auth.env(),
             "DATABASE_URL": database_url,
             "WALLET_QUERY_PORT": str(port),
             "WALLET_LISTEN_HOST": "127.0.0.1",
@@ -314,7 +324,9 @@ def _measured(
     ):
         stub = query_pb2_grpc.WalletQueryStub(channel)
         fetchers = {
-            Case("gRPC", w.wallet_id, zone): _grpc_fetcher(stub, w.wallet_id, zone, first, last)
+            Case("gRPC", w.wallet_id, zone): _grpc_fetcher(
+                stub, auth, w.wallet_id, zone, first, last
+            )
             for zone in ZONES
             for w in wallets
         }
@@ -336,7 +348,7 @@ def _print_measurement(
         f"GetBalanceHistory from {first:%Y-%m-%d %H:%M}Z to {last:%Y-%m-%d %H:%M}Z "
         f"({POINTS:,} points), {calls} calls per case after {warmup} warm-up calls, the cases "
         "taking turns; query service as a child process (`wallet serve query`); SQL = the "
-        "same UTC answer from one statement via psycopg on one connection.\n"
+        f"same UTC answer from one statement via psycopg on one connection. {AUTH_NOTE}\n"
     )
     headers = ["path", "wallet", "zone", "calls", "p50 ms", "p99 ms"]
     print(markdown_table(headers, _latency_rows(measurement.latencies)) + "\n")

@@ -27,6 +27,8 @@ import grpc
 import psycopg
 from sqlalchemy import Engine
 
+from services.bench.auth import NOTE as AUTH_NOTE
+from services.bench.auth import BenchAuth, new_bench_auth
 from services.bench.figures import Target, markdown_table, milliseconds, percentile, targets_table
 from services.bench.history_seed import SeededWallet, Seeding, seed_read_model, seeding_table
 from services.bench.processes import child_env, wallet_process
@@ -217,14 +219,17 @@ def _bulk_projected(database_url: str) -> tuple[int, Decimal]:
     return row[0], row[1]
 
 
-def _balance(stub: query_pb2_grpc.WalletQueryStub, wallet: str) -> Decimal:
-    response = stub.GetBalance(query_pb2.GetBalanceRequest(wallet_id=wallet), timeout=10)
+def _balance(stub: query_pb2_grpc.WalletQueryStub, auth: BenchAuth, wallet: str) -> Decimal:
+    response = stub.GetBalance(
+        query_pb2.GetBalanceRequest(wallet_id=wallet), timeout=10, metadata=auth.metadata
+    )
     return Decimal(response.balance)
 
 
 def _seconds_until_visible(
     command: command_pb2_grpc.WalletCommandStub,
     query: query_pb2_grpc.WalletQueryStub,
+    auth: BenchAuth,
     expected: Decimal,
     updater: "subprocess.Popen[bytes]",
 ) -> float:
@@ -238,9 +243,10 @@ def _seconds_until_visible(
             amount="1",
         ),
         timeout=10,
+        metadata=auth.metadata,
     )
     acknowledged = time.perf_counter()
-    while _balance(query, FRESH_WALLET) < expected:
+    while _balance(query, auth, FRESH_WALLET) < expected:
         if updater.poll() is not None:
             raise RuntimeError("wallet update --follow exited during the benchmark")
         if time.perf_counter() - acknowledged > VISIBLE_WITHIN_SECONDS:
@@ -251,7 +257,7 @@ def _seconds_until_visible(
 
 @contextmanager
 def _follow_stack(
-    settings: Settings, database_url: str, logs: Path
+    settings: Settings, database_url: str, logs: Path, auth: BenchAuth
 ) -> Iterator[
     tuple[
         command_pb2_grpc.WalletCommandStub,
@@ -264,6 +270,7 @@ def _follow_stack(
     command_port, query_port = free_port(), free_port()
     env = child_env(
         {
+            **auth.env(),
             "DATABASE_URL": database_url,
             "WALLET_TABLE_NAME": settings.table_name,
             "WALLET_LISTEN_HOST": "127.0.0.1",
@@ -289,12 +296,12 @@ def _freshness(settings: Settings, database_url: str, logs: Path, samples: int) 
     """Seconds from acknowledged write to visible balance, `samples` times after one
     warm-up. A random pause before each write spreads the writes over the updater's
     polling cycle instead of always starting just after a pass."""
-    pauses = random.Random(0)
-    with _follow_stack(settings, database_url, logs) as (command, query, updater):
+    pauses, auth = random.Random(0), new_bench_auth()
+    with _follow_stack(settings, database_url, logs, auth) as (command, query, updater):
         latencies = []
         for index in range(samples + 1):
             time.sleep(pauses.uniform(0, settings.updater_interval_seconds))
-            latency = _seconds_until_visible(command, query, Decimal(index + 1), updater)
+            latency = _seconds_until_visible(command, query, auth, Decimal(index + 1), updater)
             if index:
                 latencies.append(latency)
     return latencies
@@ -350,7 +357,7 @@ def _print_freshness(latencies: list[float], interval: float) -> None:
     print(
         f"RecordTransaction acknowledged -> GetBalance shows it (polled every "
         f"{POLL_SECONDS * 1000:.0f} ms); updater interval {interval:g} s; command, query and "
-        "updater as child processes.\n"
+        f"updater as child processes. {AUTH_NOTE}\n"
     )
     print(
         markdown_table(

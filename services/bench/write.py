@@ -29,6 +29,8 @@ from pathlib import Path
 
 import grpc
 
+from services.bench.auth import NOTE as AUTH_NOTE
+from services.bench.auth import new_bench_auth
 from services.bench.contention import (
     ContentionResult,
     OurScheme,
@@ -205,11 +207,13 @@ def _bare_boto3_path() -> Iterator[Callable[[Deposit], None]]:
 def _grpc_path() -> Iterator[tuple[Callable[[Deposit], None], PeakRss]]:
     """Calls RecordTransaction on `wallet serve command`, a child process writing to a fresh
     DynamoDB Local, once its health check says SERVING; with the sampler of its memory."""
+    auth = new_bench_auth()
     with _fresh_dynamodb() as dynamodb:
         port = free_port()
         env = child_env(
             {
                 **dynamodb.client_env(),
+                **auth.env(),
                 "WALLET_TABLE_NAME": _new_ledger_table(),
                 "WALLET_LISTEN_HOST": "127.0.0.1",
                 "WALLET_COMMAND_PORT": str(port),
@@ -228,7 +232,9 @@ def _grpc_path() -> Iterator[tuple[Callable[[Deposit], None], PeakRss]]:
             stub = command_pb2_grpc.WalletCommandStub(channel)
 
             def send(deposit: Deposit) -> None:
-                stub.RecordTransaction(_request(deposit), timeout=CALL_TIMEOUT_SECONDS)
+                stub.RecordTransaction(
+                    _request(deposit), timeout=CALL_TIMEOUT_SECONDS, metadata=auth.metadata
+                )
 
             yield send, memory
 
@@ -322,7 +328,7 @@ def _setup(records: int, load: tuple[float, float]) -> str:
         f"{len(WALLETS)} wallets over the last {hours} hours. Each client sends its next call "
         "when the previous one returned. (a) shares one boto3 client between its threads, as "
         "the command service does; (b) shares one gRPC channel, served by `wallet serve "
-        f"command` ({Settings().grpc_workers} workers) in its own process."
+        f"command` ({Settings().grpc_workers} workers) in its own process. {AUTH_NOTE}"
     )
 
 
