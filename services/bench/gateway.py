@@ -13,15 +13,11 @@ measured on a `wallet dev` stack that the benchmark starts, all in one run:
 Figures go to stdout as markdown; progress goes to stderr.
 """
 
-import contextlib
 import os
 import queue
 import random
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -37,23 +33,33 @@ from zoneinfo import ZoneInfo
 import grpc
 import httpx
 import psutil
-import psycopg
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from services.bench.auth import NOTE as AUTH_NOTE
+from services.bench.auth import BenchAuth, new_bench_auth
 from services.bench.figures import Target, markdown_table, milliseconds, percentile
 from services.bench.history_seed import SeededWallet, Seeding, seed_read_model
 from services.bench.load import LoadRun, combined, run_concurrently
-from services.bench.processes import child_env
-from services.bench.scratch_database import ADMIN_URL_ENV, DEFAULT_ADMIN_URL
+from services.bench.scratch_database import ADMIN_URL_ENV, DEFAULT_ADMIN_URL, reachable
 from services.bench.sigterm import interrupted_by_sigterm
+from services.bench.stack import (
+    RSS_SAMPLE_SECONDS,
+    Stack,
+    StackFailed,
+    cpu_seconds,
+    new_stack,
+    peak_rss_by_role,
+    read_model_url,
+    running,
+    stack_database,
+    stack_processes,
+)
 from services.ledger.adapters.write_store import dynamodb_client, record_transaction_items
 from services.ledger.domain.money import format_amount
 from services.ledger.domain.records import Deposit
 from services.ledger.proto_time import datetime_to_timestamp
-from services.ledger.settings import PROJECT_ROOT, Settings
-from services.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
-from services.local.dynamodb_local import LOCAL_AWS_ENV, find_jar, free_port
+from services.ledger.settings import Settings
+from services.local.dynamodb_local import LOCAL_AWS_ENV, find_jar
 from wallet.v1 import query_pb2, query_pb2_grpc
 
 DEFAULT_RECORDS = 15_000
@@ -73,11 +79,6 @@ RECENT_HOURS = timedelta(hours=6)
 HISTORY_WALLET = "gw-history"
 POINTS = 8760
 CALL_TIMEOUT_SECONDS = 30.0
-READY_TIMEOUT_SECONDS = 120.0
-READY_POLL_SECONDS = 0.05
-# `wallet dev` gives each child 15 s to stop, DynamoDB Local 10 s more.
-STOP_TIMEOUT_SECONDS = 60.0
-RSS_SAMPLE_SECONDS = 0.1
 
 RECORDS_RATIO_FLOOR = 0.6
 HISTORY_RATIO_LIMIT = 1.3
@@ -88,20 +89,6 @@ REST = "REST POST /records"
 HISTORY_REST = "REST GET /history"
 HISTORY_GRPC = "gRPC GetBalanceHistory"
 CLIENT = "benchmark client (this process)"
-SUPERVISOR = "wallet dev (supervisor)"
-POSTGRES = "PostgreSQL (embedded; postmaster + backends)"
-OTHER = "other"
-# A fragment of a child's command line -> its role in the stack.
-CHILD_ROLES = {
-    "serve gateway": "gateway",
-    "serve command": "command service",
-    "serve query": "query service",
-    "update --follow": "updater",
-    "DynamoDBLocal.jar": "DynamoDB Local (java)",
-}
-PORT_ENVS = (DYNAMODB_PORT_ENV, "WALLET_COMMAND_PORT", "WALLET_QUERY_PORT", "WALLET_GATEWAY_PORT")
-# Unset in the stack's environment, so that only the benchmark decides its database.
-DATABASE_ENVS = ("DATABASE_URL", "WALLET_DATABASE_URL", "WALLET_DATABASE_HOST")
 
 
 def run_gateway_benchmark(
@@ -130,10 +117,6 @@ def _progress(message: str) -> None:
     print(f"wallet bench gateway: {message}", file=sys.stderr, flush=True)
 
 
-class StackFailed(RuntimeError):
-    """`wallet dev` exited or did not get ready; the message carries the end of its log."""
-
-
 class Timeline:
     """How long each phase took and the machine's 1-minute load average at its end, so a
     reader can tell a slow figure from a busy machine."""
@@ -149,228 +132,7 @@ class Timeline:
         self._since = now
 
 
-# --- the stack ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stack:
-    """Where a `wallet dev` stack keeps its data, the ports it listens on, and its read
-    model's database (None: the stack's embedded PostgreSQL in `dev_dir`)."""
-
-    dev_dir: Path
-    ports: dict[str, int]
-    database_url: str | None
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['WALLET_GATEWAY_PORT']}"
-
-    @property
-    def query_address(self) -> str:
-        return f"127.0.0.1:{self.ports['WALLET_QUERY_PORT']}"
-
-    @property
-    def dynamodb_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.ports[DYNAMODB_PORT_ENV]}"
-
-    @property
-    def pgdata(self) -> Path | None:
-        """The embedded PostgreSQL's data folder, where `wallet dev` puts it."""
-        return self.dev_dir / "postgres" if self.database_url is None else None
-
-    def env(self) -> dict[str, str]:
-        env = child_env(
-            {
-                DEV_DIR_ENV: str(self.dev_dir),
-                "WALLET_LISTEN_HOST": "127.0.0.1",
-                **{name: str(port) for name, port in self.ports.items()},
-            }
-        )
-        for name in DATABASE_ENVS:
-            env.pop(name, None)
-        if self.database_url is not None:
-            env["DATABASE_URL"] = self.database_url
-        return env
-
-
-@dataclass(frozen=True)
-class RunningStack:
-    process: "subprocess.Popen[bytes]"
-    ready_seconds: float
-    """From spawning `wallet dev` to the first GET /readyz answered 200."""
-
-
-@contextmanager
-def _running(stack: Stack, log_path: Path) -> Iterator[RunningStack]:
-    """`wallet dev`, yielded once it is ready; stopped when the block ends, however it ends.
-    In its own session: a Ctrl-C of the benchmark then reaches only the benchmark, which
-    stops the stack through `wallet dev` (SIGTERM), as a developer's Ctrl-C would."""
-    with log_path.open("wb") as log:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "dev"],
-            env=stack.env(),
-            cwd=PROJECT_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            _wait_until_ready(process, stack.gateway_url, log_path)
-            yield RunningStack(process, time.perf_counter() - started)
-        finally:
-            _stop(process)
-
-
-def _wait_until_ready(process: "subprocess.Popen[bytes]", gateway_url: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StackFailed(f"wallet dev exited with {process.returncode}: {_tail(log)}")
-        # Refused until uvicorn listens; 503 until both gRPC services are SERVING.
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{gateway_url}/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(READY_POLL_SECONDS)
-    raise StackFailed(f"wallet dev not ready after {READY_TIMEOUT_SECONDS:.0f} s: {_tail(log)}")
-
-
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-2000:]
-
-
-def _stop(process: "subprocess.Popen[bytes]") -> None:
-    """SIGTERM lets `wallet dev` stop its children and DynamoDB Local in order; one that
-    does not stop in time is killed with its whole session, its children included."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-@contextmanager
-def _stack_database() -> Iterator[str | None]:
-    """A new, empty database on the benchmark's PostgreSQL server for the stack's read model
-    (the stack migrates it, as on any first start: scratch_database's would come migrated),
-    dropped afterwards; None when that server cannot be reached, for the stack to run its
-    embedded PostgreSQL instead."""
-    admin_url = os.environ.get(ADMIN_URL_ENV, DEFAULT_ADMIN_URL)
-    if not _reachable(admin_url):
-        yield None
-        return
-    name = f"wallet_bench_gateway_{uuid.uuid4().hex[:10]}"
-    database = sql.Identifier(name)
-    _execute_autocommit(admin_url, sql.SQL("CREATE DATABASE {}").format(database))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database)
-        _execute_autocommit(admin_url, statement)
-
-
-# _reachable and _execute_autocommit as in scratch_database, where they are private.
-def _reachable(url: str) -> bool:
-    try:
-        psycopg.connect(url, connect_timeout=2).close()
-        return True
-    except psycopg.OperationalError:
-        return False
-
-
-def _execute_autocommit(url: str, statement: sql.Composed) -> None:
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(statement)
-
-
-def _read_model_url(stack: Stack, log: Path) -> str:
-    """The stack's database: the benchmark's, or its embedded server's as it printed it."""
-    if stack.database_url is not None:
-        return stack.database_url
-    for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("PostgreSQL "):
-            return line.split()[1]
-    raise StackFailed(f"wallet dev did not print its PostgreSQL URL: {_tail(log)}")
-
-
-# --- the stack's processes ---------------------------------------------------------------
-
-
-def _stack_processes(stack_pid: int, pgdata: Path | None) -> dict[str, list[psutil.Process]]:
-    """The stack's live processes by role: `wallet dev`, its descendants by command line,
-    and the embedded PostgreSQL's postmaster with its backends (pg_ctl starts it in a
-    session of its own, so it is no descendant of `wallet dev`)."""
-    root = psutil.Process(stack_pid)
-    roles: dict[str, list[psutil.Process]] = {SUPERVISOR: [root]}
-    for child in root.children(recursive=True):
-        # A child may exit between being listed and being read.
-        with contextlib.suppress(psutil.NoSuchProcess):
-            roles.setdefault(_role(" ".join(child.cmdline())), []).append(child)
-    if pgdata is not None and (postmaster := _postmaster(pgdata)) is not None:
-        roles[POSTGRES] = [postmaster, *postmaster.children()]
-    return roles
-
-
-def _role(cmdline: str) -> str:
-    return next((role for part, role in CHILD_ROLES.items() if part in cmdline), OTHER)
-
-
-def _postmaster(pgdata: Path) -> psutil.Process | None:
-    """The postmaster named by the first line of its pid file; None while there is none."""
-    try:
-        return psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
-    except (OSError, IndexError, ValueError, psutil.NoSuchProcess):
-        return None
-
-
-def _rss_bytes(processes: Sequence[psutil.Process]) -> int:
-    total = 0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += process.memory_info().rss
-    return total
-
-
-def _cpu_seconds(processes: Sequence[psutil.Process]) -> float:
-    total = 0.0
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
-
-
-class PeakRssByRole:
-    """The largest resident memory seen of each role of the stack, sampled every
-    RSS_SAMPLE_SECONDS by one thread while the context is open. The roles are looked up
-    again at every sample: one listing of the process table, cheap next to the load."""
-
-    def __init__(self, stack_pid: int, pgdata: Path | None) -> None:
-        self.peak_bytes: Counter[str] = Counter()
-        self._stack_pid = stack_pid
-        self._pgdata = pgdata
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="rss-by-role", daemon=True)
-
-    def __enter__(self) -> "PeakRssByRole":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stopping.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        while True:
-            # Once the stack has exited, the samples taken while it ran stand.
-            with contextlib.suppress(psutil.NoSuchProcess):
-                for role, processes in _stack_processes(self._stack_pid, self._pgdata).items():
-                    self.peak_bytes[role] = max(self.peak_bytes[role], _rss_bytes(processes))
-            if self._stopping.wait(RSS_SAMPLE_SECONDS):
-                return
+# --- CPU by role ----------------------------------------------------------------------------
 
 
 CpuSeconds = dict[str, float]
@@ -380,10 +142,10 @@ def _cpu_by_role(stack_pid: int, pgdata: Path | None) -> CpuSeconds:
     """CPU seconds used so far by each role of the stack and by this process (the
     benchmark's clients)."""
     cpu = {
-        role: _cpu_seconds(processes)
-        for role, processes in _stack_processes(stack_pid, pgdata).items()
+        role: cpu_seconds(processes)
+        for role, processes in stack_processes(stack_pid, pgdata).items()
     }
-    cpu[CLIENT] = _cpu_seconds([psutil.Process()])
+    cpu[CLIENT] = cpu_seconds([psutil.Process()])
     return cpu
 
 
@@ -469,7 +231,7 @@ def _record_body(deposit: Deposit) -> dict[str, str]:
 
 
 @contextmanager
-def _rest_sender(gateway_url: str) -> Iterator[Callable[[Deposit], None]]:
+def _rest_sender(stack: Stack) -> Iterator[Callable[[Deposit], None]]:
     """POSTs each deposit with its request id as Idempotency-Key; a call that does not get
     201 Created fails. Synchronous httpx.Clients, one per concurrent client: each keeps
     its own keep-alive connection, as 32 independent callers would. A client is taken for
@@ -479,7 +241,11 @@ def _rest_sender(gateway_url: str) -> Iterator[Callable[[Deposit], None]]:
     idle: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
     with ExitStack() as clients:
         for _ in range(CLIENTS):
-            client = httpx.Client(base_url=gateway_url, timeout=CALL_TIMEOUT_SECONDS)
+            client = httpx.Client(
+                base_url=stack.gateway_url,
+                headers=stack.auth.headers,
+                timeout=CALL_TIMEOUT_SECONDS,
+            )
             idle.put(clients.enter_context(client))
 
         def send(deposit: Deposit) -> None:
@@ -504,7 +270,7 @@ def _record_paths(
     """Both paths at CLIENTS clients, after a warm-up of each (the emulator's JIT needs a
     few hundred calls). The measured calls go in alternating rounds, boto3 then REST, with
     the same deposit contents, so a change in what else runs on the machine hits both."""
-    with _rest_sender(stack.gateway_url) as rest:
+    with _rest_sender(stack) as rest:
         senders = {BOTO3: _boto3_sender(stack), REST: rest}
         warmup = _deposits(WARMUP_RECORDS, rng)
         for send in senders.values():
@@ -561,7 +327,9 @@ def _rest_history(client: httpx.Client, first: datetime, last: datetime) -> Fetc
     return Fetcher(fetch, balances)
 
 
-def _grpc_history(stub: query_pb2_grpc.WalletQueryStub, first: datetime, last: datetime) -> Fetcher:
+def _grpc_history(
+    stub: query_pb2_grpc.WalletQueryStub, auth: BenchAuth, first: datetime, last: datetime
+) -> Fetcher:
     request = query_pb2.GetBalanceHistoryRequest(
         wallet_id=HISTORY_WALLET,
         start=datetime_to_timestamp(first),
@@ -573,7 +341,9 @@ def _grpc_history(stub: query_pb2_grpc.WalletQueryStub, first: datetime, last: d
         return [(p.time.ToDatetime(tzinfo=UTC), Decimal(p.balance)) for p in answer.points]
 
     # The stub parses the whole response message before it returns.
-    return Fetcher(lambda: stub.GetBalanceHistory(request, timeout=60), balances)
+    return Fetcher(
+        lambda: stub.GetBalanceHistory(request, timeout=60, metadata=auth.metadata), balances
+    )
 
 
 def _utc_text(instant: datetime) -> str:
@@ -604,13 +374,13 @@ def _history(stack: Stack, database_url: str, calls: int, timeline: Timeline) ->
     seeding = seed_read_model(database_url, [SeededWallet(HISTORY_WALLET, days=365, end=last)])
     timeline.mark("history: seeding")
     with (
-        httpx.Client(base_url=stack.gateway_url, timeout=60) as client,
+        httpx.Client(base_url=stack.gateway_url, headers=stack.auth.headers, timeout=60) as client,
         grpc.insecure_channel(stack.query_address) as channel,
     ):
         stub = query_pb2_grpc.WalletQueryStub(channel)
         fetchers = {
             HISTORY_REST: _rest_history(client, first, last),
-            HISTORY_GRPC: _grpc_history(stub, first, last),
+            HISTORY_GRPC: _grpc_history(stub, stack.auth, first, last),
         }
         latencies = _taking_turns(fetchers, calls)
         answers = {path: fetcher.balances(fetcher.fetch()) for path, fetcher in fetchers.items()}
@@ -630,8 +400,11 @@ class Measurement:
     peak_rss_bytes: Counter[str]
 
 
-def _new_stack(dev_dir: Path, database_url: str | None) -> Stack:
-    return Stack(dev_dir, {name: free_port() for name in PORT_ENVS}, database_url)
+def _benchmark_server() -> str | None:
+    """The admin URL of the benchmark's PostgreSQL server, None when it cannot be reached
+    (the stack then runs its embedded PostgreSQL)."""
+    admin_url = os.environ.get(ADMIN_URL_ENV, DEFAULT_ADMIN_URL)
+    return admin_url if reachable(admin_url) else None
 
 
 def _measure(
@@ -641,28 +414,28 @@ def _measure(
     folder, and measures history and records on the restarted stack."""
     with (
         tempfile.TemporaryDirectory(prefix="wallet-bench-gateway-") as scratch,
-        _stack_database() as database_url,
+        stack_database(_benchmark_server(), "wallet_bench_gateway") as database_url,
     ):
-        stack = _new_stack(Path(scratch) / "dev", database_url)
+        stack = new_stack(Path(scratch) / "dev", database_url, new_bench_auth())
         ready: dict[str, float] = {}
         _progress(f"first start of wallet dev (fresh data folder {stack.dev_dir})")
-        with _running(stack, Path(scratch) / "dev-first.log") as first:
+        with running(stack, Path(scratch) / "dev-first.log") as first:
             ready["first start (fresh data folder)"] = first.ready_seconds
         timeline.mark("first start, then stop")
         _progress("restart of wallet dev on the same data folder")
         log = Path(scratch) / "dev-restart.log"
         with (
-            _running(stack, log) as running,
-            PeakRssByRole(running.process.pid, stack.pgdata) as memory,
+            running(stack, log) as started,
+            peak_rss_by_role(started.process.pid, stack.pgdata) as memory,
         ):
-            ready["restart (same data folder)"] = running.ready_seconds
+            ready["restart (same data folder)"] = started.ready_seconds
             timeline.mark("restart")
             _progress(f"history: seeding one year, then {history_calls} calls per path")
-            history = _history(stack, _read_model_url(stack, log), history_calls, timeline)
+            history = _history(stack, read_model_url(stack, log), history_calls, timeline)
             _progress(f"records: {WARMUP_RECORDS} warm-up, then {records:,} calls per path")
-            paths = _record_paths(stack, running.process.pid, records, rng, timeline)
+            paths = _record_paths(stack, started.process.pid, records, rng, timeline)
         timeline.mark("stop")
-    return Measurement(stack, ready, history, paths, memory.peak_bytes)
+    return Measurement(stack, ready, history, paths, memory.peaks)
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -722,7 +495,8 @@ def _setup(stack: Stack, timeline: Timeline, records: int) -> str:
         f"data folder, read model in {database}, the services, the updater (--follow) and the "
         f"gateway as its children. {os.cpu_count()} CPUs, shared with other work; 1-minute "
         f"load average {timeline.load_at_start:.1f} at the start, "
-        f"{max(load for _, _, load in timeline.phases):.1f} at most at a phase's end.\n\n"
+        f"{max(load for _, _, load in timeline.phases):.1f} at most at a phase's end. "
+        f"{AUTH_NOTE}\n\n"
         f"Records: {WARMUP_RECORDS} warm-up calls per path, then {records:,} measured calls per "
         f"path in {ROUNDS} rounds taking turns (boto3, REST, boto3, REST, ...), each from "
         f"{CLIENTS} closed-loop clients (each sends its next call when the previous one "

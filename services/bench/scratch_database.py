@@ -23,7 +23,7 @@ ADMIN_URL_ENV = "WALLET_BENCH_DATABASE_URL"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _reachable(url: str) -> bool:
+def reachable(url: str) -> bool:
     try:
         psycopg.connect(url, connect_timeout=2).close()
         return True
@@ -34,7 +34,7 @@ def _reachable(url: str) -> bool:
 def _admin_url(stack: ExitStack) -> str:
     """The configured server's admin URL, or an embedded server's that `stack` stops."""
     url = os.environ.get(ADMIN_URL_ENV, DEFAULT_ADMIN_URL)
-    if _reachable(url):
+    if reachable(url):
         return url
     data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wallet-bench-")))
     server = embedded_postgres(data_dir / "postgres")
@@ -43,7 +43,7 @@ def _admin_url(stack: ExitStack) -> str:
     return embedded
 
 
-def _execute_autocommit(url: str, statement: sql.Composed) -> None:
+def execute_autocommit(url: str, statement: sql.Composed) -> None:
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(statement)
 
@@ -59,9 +59,9 @@ def scratch_database(prefix: str) -> Iterator[str]:
         admin_url = _admin_url(stack)
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         database = sql.Identifier(name)
-        _execute_autocommit(admin_url, sql.SQL("CREATE DATABASE {}").format(database))
+        execute_autocommit(admin_url, sql.SQL("CREATE DATABASE {}").format(database))
         stack.callback(
-            _execute_autocommit,
+            execute_autocommit,
             admin_url,
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database),
         )
