@@ -15,6 +15,7 @@ from services.ledger.domain.records import (
     new_deposit,
 )
 from services.ledger.grpc_errors import abort_invalid
+from services.ledger.metrics import count_record_outcome
 from services.ledger.proto_time import datetime_to_timestamp, optional_timestamp
 from wallet.v1 import command_pb2, command_pb2_grpc, records_pb2
 
@@ -56,6 +57,7 @@ class WalletCommandServicer(command_pb2_grpc.WalletCommandServicer):
         except StoreContended:
             context.abort(grpc.StatusCode.ABORTED, "too many concurrent writes; retry")
 
+        count_record_outcome(outcome)
         if isinstance(outcome, Conflicting):
             context.abort(
                 grpc.StatusCode.ALREADY_EXISTS,

@@ -1,5 +1,5 @@
-"""gRPC plumbing shared by the services: health checking, reflection, one log line per
-call, and a graceful stop on SIGTERM or SIGINT."""
+"""gRPC plumbing shared by the services: health checking, reflection, one log line and
+metrics per call, and a graceful stop on SIGTERM or SIGINT."""
 
 import logging
 import signal
@@ -13,13 +13,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.ledger.metrics import CALL_DURATION, CALLS
+from services.ledger.trace_ids import TRACE_ID_METADATA, accepted_trace_id
+
 log = logging.getLogger("wallet.calls")
 _UNLOGGED = ("/grpc.health.v1.Health/",)
 
 
 class CallLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Logs one structured line per unary call (method, wallet, request id, outcome,
-    latency) and turns unexpected exceptions into INTERNAL without their text."""
+    latency, the caller's trace id or a new one), counts and times it by method and status
+    code, and turns unexpected exceptions into INTERNAL without their text."""
 
     def intercept_service(
         self,
@@ -32,6 +36,8 @@ class CallLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None or handler.unary_unary is None or method.startswith(_UNLOGGED):
             return handler
         behaviour = handler.unary_unary
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        trace_id = accepted_trace_id(_text(metadata.get(TRACE_ID_METADATA)))
 
         def logged(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -43,12 +49,17 @@ class CallLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 # context.abort() raises too, with its code set; anything else is a bug,
                 # logged here and answered without its internals (not as UNKNOWN + text).
                 if context.code() is None:  # type: ignore[attr-defined]
-                    log.exception("unexpected error", extra={"method": method})
+                    log.exception(
+                        "unexpected error", extra={"method": method, "trace_id": trace_id}
+                    )
                     context.abort(grpc.StatusCode.INTERNAL, "internal error")
                 raise
             finally:
                 # grpc-stubs predates ServicerContext.code().
                 code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
+                seconds = time.perf_counter() - started
+                CALLS.labels(method, code.name).inc()
+                CALL_DURATION.labels(method).observe(seconds)
                 log.info(
                     "call",
                     extra={
@@ -56,7 +67,8 @@ class CallLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                         "wallet_id": getattr(request, "wallet_id", None),
                         "request_id": getattr(request, "request_id", None),
                         "outcome": _outcome(code, response),
-                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "latency_ms": round(seconds * 1000, 3),
+                        "trace_id": trace_id,
                     },
                 )
 
@@ -65,6 +77,11 @@ class CallLogInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _text(value: str | bytes | None) -> str | None:
+    """A metadata value as text: binary (-bin) keys arrive as bytes."""
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
 
 
 def _outcome(code: grpc.StatusCode, response: Any) -> str:

@@ -17,6 +17,7 @@ from services.ledger.adapters.write_store import (
     stored_record_from_item,
 )
 from services.ledger.domain.records import Recorded, Replayed, StoredRecord, new_deposit
+from tests.metrics_support import sample
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 DEPOSIT = new_deposit(
@@ -220,3 +221,29 @@ def test_condition_failure_decides_from_the_returned_item() -> None:
     assert outcome == Replayed(stored_record_from_item(stored_item))
     assert isinstance(outcome, Replayed)
     assert outcome.record.recorded_at == datetime(2024, 6, 1, 11, 55, tzinfo=UTC)
+
+
+def retries() -> float:
+    return sample("wallet_dynamodb_transaction_retries_total", reason="TransactionConflict")
+
+
+def test_each_retry_is_counted_and_a_spent_budget_is_not_one_more() -> None:
+    before = retries()
+    make_store(ScriptedClient([cancelled(NONE, CONFLICT)] * 2), RecordingSleep()).record(DEPOSIT)
+    assert retries() - before == 2
+
+    before = retries()
+    with pytest.raises(StoreContended):
+        make_store(
+            ScriptedClient([cancelled(NONE, CONFLICT)] * 10), RecordingSleep(), max_attempts=4
+        ).record(DEPOSIT)
+    assert retries() - before == 3
+
+
+def test_throttling_and_condition_failures_are_not_counted_as_retries() -> None:
+    before = retries()
+    with pytest.raises(StoreUnavailable):
+        make_store(ScriptedClient([client_error("ThrottlingException")]), RecordingSleep()).record(
+            DEPOSIT
+        )
+    assert retries() == before

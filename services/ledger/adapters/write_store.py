@@ -33,6 +33,7 @@ from services.ledger.domain.records import (
     Replayed,
     StoredRecord,
 )
+from services.ledger.metrics import TRANSACTION_RETRIES
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -54,6 +55,8 @@ _THROTTLED = {
     "ResourceNotFoundException",
 }
 _THROTTLED_REASONS = {"ThrottlingError", "ProvisionedThroughputExceeded"}
+# The one cancellation reason that a retry can cure: another transaction held an item.
+_RETRIED_REASON = "TransactionConflict"
 
 
 class StoreUnavailable(Exception):
@@ -195,6 +198,7 @@ class DynamoWriteStore:
             except BotoCoreError as error:
                 raise StoreUnavailable(f"DynamoDB unreachable: {error}") from error
             if attempt + 1 < self._max_attempts:
+                TRANSACTION_RETRIES.labels(_RETRIED_REASON).inc()
                 self._sleep(self._backoff(attempt))
         raise StoreContended(
             f"transaction for request {deposit.request_id!r} conflicted {self._max_attempts} times"
@@ -210,7 +214,7 @@ class DynamoWriteStore:
             if existing.deposit.fingerprint == deposit.fingerprint:
                 return Replayed(existing)
             return Conflicting(existing)
-        if "TransactionConflict" in codes:
+        if _RETRIED_REASON in codes:
             return None
         if _THROTTLED_REASONS.intersection(codes):
             raise StoreUnavailable(f"DynamoDB throttled the transaction: {codes}")
