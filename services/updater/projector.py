@@ -2,10 +2,12 @@
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from services.updater import metrics
 from services.updater.positions import (
     AggregateImage,
     CheckpointLost,
@@ -41,6 +43,19 @@ class Projector:
         """Reads every shard from its checkpoint to its current end and commits the newest
         images with the new checkpoints. Raises CheckpointLost when records were lost."""
         started = datetime.now(UTC)
+        timer = time.perf_counter()
+        try:
+            report = self._pass(started)
+        except CheckpointLost:
+            metrics.pass_failed(checkpoint_lost=True)
+            raise
+        except Exception:
+            metrics.pass_failed(checkpoint_lost=False)
+            raise
+        metrics.pass_completed(started, time.perf_counter() - timer, report.records_read)
+        return report
+
+    def _pass(self, started: datetime) -> PassReport:
         stream_arn = self._reader.stream_arn()
         checkpoints = self._store.checkpoints()
         plan = plan_reads(

@@ -1,0 +1,56 @@
+"""Prometheus metrics of the updater: its passes, the stream records they read, and how far
+the read model lags behind the table."""
+
+import time
+from datetime import datetime
+
+from prometheus_client import Counter, Gauge, Histogram
+
+STREAM_RECORDS_READ = Counter(
+    "wallet_updater_stream_records_read_total",
+    "DynamoDB stream records read by completed updater passes (record and aggregate items "
+    "alike; a failed pass's are read again by the next).",
+)
+PASSES = Counter(
+    "wallet_updater_passes_total",
+    "Updater passes by outcome: completed (committed), failed (retried by the next pass), "
+    "checkpoint_lost (records gone from the stream: only `wallet update --rebuild` helps).",
+    ["outcome"],
+)
+PASS_DURATION = Histogram(
+    "wallet_updater_pass_duration_seconds",
+    "Time a completed updater pass took, from its start to its commit.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+LAG = Gauge(
+    "wallet_updater_lag_seconds",
+    "Seconds since the start of the last pass this updater completed, i.e. the age of the "
+    "read model's as_of: every record acknowledged before then is in the read model, later "
+    "ones may not be. Until this process completes a pass, counted from its start.",
+)
+
+
+class _LastPass:
+    """When the last completed pass began, as epoch seconds (read at scrape time)."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+
+    def age(self) -> float:
+        return time.time() - self.started
+
+
+_LAST_PASS = _LastPass()
+LAG.set_function(_LAST_PASS.age)
+
+
+def pass_completed(started: datetime, seconds: float, records_read: int) -> None:
+    """Counts a committed pass that began at `started` (its as_of) and took `seconds`."""
+    PASSES.labels("completed").inc()
+    PASS_DURATION.observe(seconds)
+    STREAM_RECORDS_READ.inc(records_read)
+    _LAST_PASS.started = started.timestamp()
+
+
+def pass_failed(*, checkpoint_lost: bool) -> None:
+    PASSES.labels("checkpoint_lost" if checkpoint_lost else "failed").inc()
