@@ -53,6 +53,29 @@ resource "aws_lb_listener" "https" {
   }
 }
 
+# The gateway's /metrics is for scrapers inside the VPC (network.tf): the load balancer
+# answers it itself, so it never reaches the internet.
+resource "aws_lb_listener_rule" "hide_metrics" {
+  listener_arn = aws_lb_listener.https.arn
+  priority     = 1
+
+  action {
+    type = "fixed-response"
+
+    fixed_response {
+      content_type = "application/json"
+      message_body = jsonencode({ type = "about:blank", title = "Not found", status = 404 })
+      status_code  = "404"
+    }
+  }
+
+  condition {
+    path_pattern {
+      values = ["/metrics", "/metrics/*"]
+    }
+  }
+}
+
 resource "aws_lb_listener" "http" {
   load_balancer_arn = aws_lb.gateway.arn
   port              = 80
