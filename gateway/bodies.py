@@ -4,7 +4,7 @@ read exactly (as Decimal, never float), and no unknown fields."""
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import Request
@@ -28,12 +28,21 @@ async def json_object(request: Request) -> dict[str, Any]:
         if len(body) > MAX_BODY_BYTES:
             raise Problem(413, f"the body must be at most {MAX_BODY_BYTES} bytes")
     try:
-        value = json.loads(body, parse_float=Decimal)
+        value = json.loads(body, parse_float=_exact_number)
     except (ValueError, UnicodeDecodeError) as error:
         raise Problem(400, "the body is not valid JSON") from error
     if not isinstance(value, dict):
         raise Problem(400, "the body must be a JSON object")
     return value
+
+
+def _exact_number(text: str) -> Decimal | str:
+    """A JSON number with a fraction or exponent, exactly; its text when Decimal cannot hold
+    the exponent (1e-99999999999999999999), so the field's own parser refuses it by name."""
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return text
 
 
 def only_fields(body: dict[str, Any], allowed: Iterable[str]) -> None:

@@ -303,6 +303,7 @@ def test_big_amounts_sum_exactly_in_the_read_model(gateway: httpx.Client) -> Non
         "0.0000000000000000001",
         "100000000000000000000",
         "1" + "0" * 5000,
+        "1e-99999999999999999999999",  # beyond Decimal's exponents
     ],
 )
 def test_bad_amounts_are_400_naming_amount(gateway: httpx.Client, raw_amount: str) -> None:
