@@ -1,4 +1,5 @@
-"""The gateway app: routes, problem handlers, health, and the gRPC channels' lifetime."""
+"""The gateway app: routes, problem handlers, health, metrics, and the gRPC channels'
+lifetime."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -8,13 +9,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway import problems, routes_seed, routes_v1
+from gateway import observability, problems, routes_seed, routes_v1
+from gateway.auth import Gatekeeper
 from gateway.backends import Backends
+from gateway.rate_limit import RateLimiter
+from services.auth.configured import load_verifier
 from services.ledger.settings import Settings
 
 DESCRIPTION = """Records coin deposits exactly once and answers the balance at every hour.
 
-Amounts are decimal strings (JSON numbers are read exactly). Errors are
+Every API route needs `Authorization: Bearer <JWT>` whose `wallets` claim allows the
+wallet. Amounts are decimal strings (JSON numbers are read exactly). Errors are
 `application/problem+json`. Writes are idempotent by `Idempotency-Key`.
 """
 
@@ -31,12 +36,18 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="Wallet ledger", version="1.0.0", description=DESCRIPTION, lifespan=lifespan
     )
+    app.state.gatekeeper = Gatekeeper(load_verifier(settings), RateLimiter(settings.rate_limit))
     app.include_router(routes_v1.router)
     app.include_router(routes_seed.router)
     app.add_exception_handler(problems.Problem, problems.problem_handler)
     app.add_exception_handler(RequestValidationError, problems.validation_handler)
     app.add_exception_handler(StarletteHTTPException, problems.http_error_handler)
-    app.add_exception_handler(Exception, problems.unexpected_error_handler)
+    app.add_exception_handler(
+        Exception, observability.with_trace_header(problems.unexpected_error_handler)
+    )
+    # Outside every other middleware, so it sees (and times) the answers they give too.
+    app.add_middleware(observability.RequestObservability)
+    app.add_api_route(observability.METRICS_PATH, observability.metrics, include_in_schema=False)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

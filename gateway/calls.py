@@ -8,12 +8,15 @@ from datetime import UTC, datetime, timedelta, timezone
 import grpc
 from starlette.datastructures import Headers
 
+from gateway.auth import Caller
 from gateway.backends import Backends
+from gateway.observability import current_trace_id
 from gateway.problems import Problem
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.ids import parse_request_id
 from services.ledger.domain.instants import parse_rfc3339
 from services.ledger.proto_time import datetime_to_timestamp
+from services.ledger.trace_ids import TRACE_ID_METADATA
 from wallet.v1 import command_pb2, query_pb2, records_pb2
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -56,7 +59,12 @@ def parse_request_datetime(text: str, field: str) -> datetime:
 
 
 async def record_deposit(
-    backends: Backends, wallet_id: str, request_id: str, occurred_at: datetime, amount: str
+    backends: Backends,
+    caller: Caller,
+    wallet_id: str,
+    request_id: str,
+    occurred_at: datetime,
+    amount: str,
 ) -> tuple[records_pb2.Record, bool]:
     """(the stored record, whether it was a replay)."""
     request = command_pb2.RecordTransactionRequest(
@@ -66,14 +74,21 @@ async def record_deposit(
         amount=amount,
     )
     try:
-        response = await backends.command.RecordTransaction(request, timeout=backends.deadline)
+        response = await backends.command.RecordTransaction(
+            request, timeout=backends.deadline, metadata=_metadata(caller)
+        )
     except grpc.RpcError as error:
         raise Problem.from_rpc_error(error, _RECORD_FIELDS) from error
     return response.record, response.replayed
 
 
 async def balance_history(
-    backends: Backends, wallet_id: str, start: datetime, end: datetime, time_zone: str
+    backends: Backends,
+    caller: Caller,
+    wallet_id: str,
+    start: datetime,
+    end: datetime,
+    time_zone: str,
 ) -> query_pb2.GetBalanceHistoryResponse:
     request = query_pb2.GetBalanceHistoryRequest(
         wallet_id=wallet_id,
@@ -83,21 +98,30 @@ async def balance_history(
     )
     try:
         response: query_pb2.GetBalanceHistoryResponse = await backends.query.GetBalanceHistory(
-            request, timeout=backends.deadline
+            request, timeout=backends.deadline, metadata=_metadata(caller)
         )
     except grpc.RpcError as error:
         raise Problem.from_rpc_error(error, _HISTORY_FIELDS) from error
     return response
 
 
-async def balance(backends: Backends, wallet_id: str) -> query_pb2.GetBalanceResponse:
+async def balance(
+    backends: Backends, caller: Caller, wallet_id: str
+) -> query_pb2.GetBalanceResponse:
     try:
         response: query_pb2.GetBalanceResponse = await backends.query.GetBalance(
-            query_pb2.GetBalanceRequest(wallet_id=wallet_id), timeout=backends.deadline
+            query_pb2.GetBalanceRequest(wallet_id=wallet_id),
+            timeout=backends.deadline,
+            metadata=_metadata(caller),
         )
     except grpc.RpcError as error:
         raise Problem.from_rpc_error(error, {}) from error
     return response
+
+
+def _metadata(caller: Caller) -> tuple[tuple[str, str], ...]:
+    """Who is calling, and the request's trace id for the services' logs."""
+    return (*caller.metadata, (TRACE_ID_METADATA, current_trace_id()))
 
 
 def utc_text(instant: datetime) -> str:

@@ -75,7 +75,7 @@ class Problem(Exception):
         detail = error.details() if status in _CLIENT_SAFE else None
         if errors:  # the service's message names its gRPC fields; say the API's names
             detail = "; ".join(f"{field}: {text}" for field, text in errors.items())
-        headers = {"Retry-After": "1"} if status in (409, 503) else {}
+        headers = {"Retry-After": "1"} if status in (409, 429, 503) else {}
         return cls(status, detail, errors=errors, headers=headers)
 
     def response(self) -> JSONResponse:

@@ -6,11 +6,13 @@ these bodies are rendered by hand rather than through floats.
 
 import json
 from datetime import UTC
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.responses import PlainTextResponse
 
 from gateway import calls
+from gateway.auth import API_PROBLEMS, SEED_WALLET, Caller, bearer_scheme, seed_caller
 from gateway.bodies import deposit_request, json_object, only_fields, required_text
 from gateway.problems import Problem, problem_responses
 from gateway.routes_v1 import BackendsDep
@@ -18,7 +20,7 @@ from gateway.schemas import SeedRecordIn, SeedRecordOut, SeedSearchIn
 
 router = APIRouter(tags=["seed compatibility"])
 
-SEED_WALLET = "default"
+SeedCallerDep = Annotated[Caller, Depends(seed_caller)]
 _JSON = "application/json"
 # The seed's clients spell the range fields both ways.
 _RANGE_FIELDS = (("startDatetime", "endDatetime"), ("startDateTime", "endDateTime"))
@@ -41,12 +43,15 @@ def _seed_point(instant_text: str, amount: str) -> str:
     },
     responses={
         200: {"description": "A replay of the same key", "model": SeedRecordOut},
-        **problem_responses(400, 409, 413, 415, 422, 500, 503, 504),
+        **problem_responses(400, *API_PROBLEMS, 409, 413, 415, 422, 500, 503, 504),
     },
+    dependencies=[Security(bearer_scheme)],
 )
-async def seed_record(request: Request, backends: BackendsDep) -> Response:
+async def seed_record(request: Request, backends: BackendsDep, caller: SeedCallerDep) -> Response:
     key, occurred_at, amount = await deposit_request(request)
-    stored, replayed = await calls.record_deposit(backends, SEED_WALLET, key, occurred_at, amount)
+    stored, replayed = await calls.record_deposit(
+        backends, caller, SEED_WALLET, key, occurred_at, amount
+    )
     content = _seed_point(stored.occurred_at.ToDatetime(tzinfo=UTC).isoformat(), stored.amount)
     if replayed:
         return Response(content, media_type=_JSON, headers={"Idempotent-Replayed": "true"})
@@ -63,9 +68,10 @@ async def seed_record(request: Request, backends: BackendsDep) -> Response:
             "content": {_JSON: {"schema": SeedSearchIn.model_json_schema()}},
         }
     },
-    responses=problem_responses(400, 413, 415, 500, 503, 504),
+    responses=problem_responses(400, *API_PROBLEMS, 413, 415, 500, 503, 504),
+    dependencies=[Security(bearer_scheme)],
 )
-async def seed_search(request: Request, backends: BackendsDep) -> Response:
+async def seed_search(request: Request, backends: BackendsDep, caller: SeedCallerDep) -> Response:
     body = await json_object(request)
     start_field, end_field = next(
         (fields for fields in _RANGE_FIELDS if fields[0] in body or fields[1] in body),
@@ -76,7 +82,7 @@ async def seed_search(request: Request, backends: BackendsDep) -> Response:
     end = calls.parse_request_datetime(required_text(body, end_field), end_field)
     if start > end:
         raise Problem(400, f"{start_field} must not be after {end_field}")
-    answer = await calls.balance_history(backends, SEED_WALLET, start, end, "UTC")
+    answer = await calls.balance_history(backends, caller, SEED_WALLET, start, end, "UTC")
     points = [
         _seed_point(point.time.ToDatetime(tzinfo=UTC).isoformat(), point.balance)
         for point in answer.points

@@ -4,21 +4,34 @@ import json
 from datetime import UTC
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 
 from gateway import calls
+from gateway.auth import API_PROBLEMS, Caller, WalletIdPath, bearer_scheme, wallet_caller
 from gateway.backends import Backends
 from gateway.bodies import deposit_request
 from gateway.problems import problem_responses
 from gateway.schemas import BalanceOut, HistoryOut, RecordIn, RecordOut
-from services.ledger.domain.ids import WALLET_ID_PATTERN
 from wallet.v1 import records_pb2
 
 _INSTANT = "RFC 3339 with an offset"
-WalletIdPath = Annotated[str, Path(pattern=f"^{WALLET_ID_PATTERN.pattern}$", examples=["alice"])]
+# OpenAPI links from a deposit to reads of its wallet: clients (and schemathesis's stateful
+# phase) follow them.
+_RECORDED_WALLET_LINKS = {
+    "balance": {
+        "operationId": "getBalance",
+        "parameters": {"wallet_id": "$request.path.wallet_id"},
+    },
+    "history": {
+        "operationId": "getBalanceHistory",
+        "parameters": {"wallet_id": "$request.path.wallet_id"},
+    },
+}
 
-router = APIRouter(prefix="/v1/wallets/{wallet_id}", tags=["wallets"])
+router = APIRouter(
+    prefix="/v1/wallets/{wallet_id}", tags=["wallets"], dependencies=[Security(bearer_scheme)]
+)
 
 
 def backends(request: Request) -> Backends:
@@ -27,6 +40,7 @@ def backends(request: Request) -> Backends:
 
 
 BackendsDep = Annotated[Backends, Depends(backends)]
+WalletCallerDep = Annotated[Caller, Depends(wallet_caller)]
 
 
 def record_body(record: records_pb2.Record) -> dict[str, str]:
@@ -41,6 +55,7 @@ def record_body(record: records_pb2.Record) -> dict[str, str]:
 
 @router.post(
     "/records",
+    operation_id="recordDeposit",
     status_code=201,
     response_model=RecordOut,
     summary="Record a deposit (idempotent by Idempotency-Key)",
@@ -61,16 +76,22 @@ def record_body(record: records_pb2.Record) -> dict[str, str]:
         ],
     },
     responses={
+        201: {"description": "The new record", "links": _RECORDED_WALLET_LINKS},
         200: {
             "description": "A replay: the original record (header Idempotent-Replayed: true)",
             "model": RecordOut,
+            "links": _RECORDED_WALLET_LINKS,
         },
-        **problem_responses(400, 409, 413, 415, 422, 500, 503, 504),
+        **problem_responses(400, *API_PROBLEMS, 409, 413, 415, 422, 500, 503, 504),
     },
 )
-async def record(wallet_id: WalletIdPath, request: Request, backends: BackendsDep) -> JSONResponse:
+async def record(
+    wallet_id: WalletIdPath, request: Request, backends: BackendsDep, caller: WalletCallerDep
+) -> JSONResponse:
     key, occurred_at, amount = await deposit_request(request)
-    stored, replayed = await calls.record_deposit(backends, wallet_id, key, occurred_at, amount)
+    stored, replayed = await calls.record_deposit(
+        backends, caller, wallet_id, key, occurred_at, amount
+    )
     if replayed:
         return JSONResponse(record_body(stored), headers={"Idempotent-Replayed": "true"})
     return JSONResponse(record_body(stored), status_code=201)
@@ -78,13 +99,15 @@ async def record(wallet_id: WalletIdPath, request: Request, backends: BackendsDe
 
 @router.get(
     "/history",
+    operation_id="getBalanceHistory",
     response_model=HistoryOut,
     summary="Balance at every hour start between start and end, in a time zone",
-    responses=problem_responses(400, 500, 503, 504),
+    responses=problem_responses(400, *API_PROBLEMS, 500, 503, 504),
 )
 async def history(
     wallet_id: WalletIdPath,
     backends: BackendsDep,
+    caller: WalletCallerDep,
     start: Annotated[
         str, Query(description="RFC 3339 with offset", examples=["2019-10-05T12:00:00Z"])
     ],
@@ -95,6 +118,7 @@ async def history(
 ) -> Response:
     answer = await calls.balance_history(
         backends,
+        caller,
         wallet_id,
         calls.parse_request_datetime(start, "start"),
         calls.parse_request_datetime(end, "end"),
@@ -117,12 +141,15 @@ async def history(
 
 @router.get(
     "/balance",
+    operation_id="getBalance",
     response_model=BalanceOut,
     summary="The wallet's current balance",
-    responses=problem_responses(400, 500, 503, 504),
+    responses=problem_responses(400, *API_PROBLEMS, 500, 503, 504),
 )
-async def balance(wallet_id: WalletIdPath, backends: BackendsDep) -> BalanceOut:
-    answer = await calls.balance(backends, wallet_id)
+async def balance(
+    wallet_id: WalletIdPath, backends: BackendsDep, caller: WalletCallerDep
+) -> BalanceOut:
+    answer = await calls.balance(backends, caller, wallet_id)
     return BalanceOut(
         wallet_id=wallet_id,
         balance=answer.balance,

@@ -4,9 +4,11 @@ import argparse
 import logging
 import sys
 
+from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
 from services import client_commands
+from services.auth.configured import AuthNotConfigured
 from services.ledger.settings import Settings
 
 
@@ -32,21 +34,25 @@ def _database_url(settings: Settings) -> str:
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     _configure_logging(settings.log_level)
-    if args.service == "gateway":
-        from gateway.server import serve
-
-        serve(settings)
-        return 0
     try:
+        if args.service == "gateway":
+            from gateway.server import serve
+
+            serve(settings)
+            return 0
+        from services.ledger.metrics import serve_metrics
+
         if args.service == "command":
             from services.command import server as command_server
 
             service = command_server.build(settings)
+            serve_metrics(settings.listen_host, settings.command_metrics_port)
         else:
             from services.query import server as query_server
 
             service = query_server.build(settings, _database_url(settings))
-    except OSError as error:
+            serve_metrics(settings.listen_host, settings.query_metrics_port)
+    except (OSError, AuthNotConfigured) as error:
         print(f"wallet serve {args.service}: {error}", file=sys.stderr)
         return 2
     service.serve_until_signalled(settings.shutdown_grace_seconds)
@@ -128,6 +134,19 @@ def _bench_gateway(args: argparse.Namespace) -> int:
     from services.bench.gateway import run_gateway_benchmark
 
     return run_gateway_benchmark(records=args.records, history_calls=args.history_calls)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def _bench_soak(args: argparse.Namespace) -> int:
+    from services.bench.soak import run_soak_benchmark
+
+    return run_soak_benchmark(minutes=args.minutes, rate=args.rate)
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -232,12 +251,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--history-calls", type=_positive_int, default=100, help="timed calls per history path"
     )
     bench_gateway.set_defaults(run=_bench_gateway)
+    bench_soak = benchmarks.add_parser(
+        "soak",
+        help="a `wallet dev` stack under constant load through the gateway: throughput, "
+        "errors, latency, freshness and memory over time; every deposit counted at the end",
+    )
+    bench_soak.add_argument(
+        "--minutes", type=_positive_float, default=2.0, help="how long the load lasts"
+    )
+    bench_soak.add_argument(
+        "--rate", type=_positive_float, default=50.0, help="requests per second, paced"
+    )
+    bench_soak.set_defaults(run=_bench_soak)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    exit_code: int = args.run(args)
+    try:
+        exit_code: int = args.run(args)
+    except ValidationError as error:  # a WALLET_* variable that does not parse
+        print(f"wallet {args.command}: invalid settings:\n{error}", file=sys.stderr)
+        return 2
     return exit_code
 
 

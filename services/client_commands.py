@@ -1,21 +1,40 @@
-"""`wallet record` and `wallet history`: a gRPC client for people and scripts."""
+"""`wallet record`, `wallet history` and `wallet token`: a gRPC client for people and
+scripts, and dev tokens for the gateway.
+
+The clients send --token (default $WALLET_TOKEN); without one they mint a short-lived token
+for the wallet from the dev stack's secret, so they just work against `wallet dev`.
+"""
 
 import argparse
 import json
+import os
+import re
 import sys
 import uuid
-from datetime import UTC, timezone
+from datetime import UTC, timedelta, timezone
 
 import grpc
 
+from services.auth.configured import dev_token
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.instants import parse_rfc3339
+from services.ledger.grpc_auth import bearer_metadata
 from services.ledger.grpc_errors import field_violations
 from services.ledger.proto_time import datetime_to_timestamp
 from services.ledger.settings import Settings
 from wallet.v1 import command_pb2, command_pb2_grpc, query_pb2, query_pb2_grpc
 
 _DEADLINE = 10.0
+_CLIENT_TOKEN_TTL = timedelta(minutes=5)
+_TTL = re.compile(r"(\d+)([smhd])")
+_TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _metadata(settings: Settings, wallet_id: str, token: str | None) -> tuple[tuple[str, str], ...]:
+    if settings.auth == "disabled":
+        return ()
+    token = token or dev_token(settings, [wallet_id], _CLIENT_TOKEN_TTL, subject="wallet-cli")
+    return bearer_metadata(token) if token else ()
 
 
 def _fail(error: grpc.RpcError) -> int:
@@ -37,10 +56,11 @@ def record(args: argparse.Namespace) -> int:
         occurred_at=datetime_to_timestamp(occurred_at),
         amount=args.amount,
     )
-    with grpc.insecure_channel(Settings().command_address) as channel:
+    settings = Settings()
+    with grpc.insecure_channel(settings.command_address) as channel:
         try:
             response = command_pb2_grpc.WalletCommandStub(channel).RecordTransaction(
-                request, timeout=_DEADLINE
+                request, timeout=_DEADLINE, metadata=_metadata(settings, args.wallet, args.token)
             )
         except grpc.RpcError as error:
             return _fail(error)
@@ -65,10 +85,11 @@ def history(args: argparse.Namespace) -> int:
         end=datetime_to_timestamp(end),
         time_zone=args.tz,
     )
-    with grpc.insecure_channel(Settings().query_address) as channel:
+    settings = Settings()
+    with grpc.insecure_channel(settings.query_address) as channel:
         try:
             answer = query_pb2_grpc.WalletQueryStub(channel).GetBalanceHistory(
-                request, timeout=_DEADLINE
+                request, timeout=_DEADLINE, metadata=_metadata(settings, args.wallet, args.token)
             )
         except grpc.RpcError as error:
             return _fail(error)
@@ -99,6 +120,34 @@ def history(args: argparse.Namespace) -> int:
     return 0
 
 
+def token(args: argparse.Namespace) -> int:
+    minted = dev_token(Settings(), args.wallet, args.ttl, subject=args.subject)
+    if minted is None:
+        print(
+            "error: no secret to sign with: run `wallet dev` once (it creates one in its dev "
+            "folder) or set WALLET_AUTH_HS256_SECRET",
+            file=sys.stderr,
+        )
+        return 2
+    print(minted)
+    return 0
+
+
+def _ttl(text: str) -> timedelta:
+    match = _TTL.fullmatch(text)
+    if match is None or int(match[1]) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 30m, 1h or 7d")
+    return timedelta(**{_TTL_UNITS[match[2]]: int(match[1])})
+
+
+def _add_token_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("WALLET_TOKEN"),
+        help="bearer token (default $WALLET_TOKEN, else one minted from the dev secret)",
+    )
+
+
 def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     record_parser = commands.add_parser("record", help="record a deposit over gRPC")
     record_parser.add_argument("--wallet", required=True)
@@ -107,6 +156,7 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
         "--datetime", required=True, help="RFC 3339 with offset, e.g. 2019-10-05T14:48:01+01:00"
     )
     record_parser.add_argument("--key", help="idempotency key (default: a new one)")
+    _add_token_option(record_parser)
     record_parser.set_defaults(run=record)
 
     history_parser = commands.add_parser("history", help="hourly balances over gRPC")
@@ -115,4 +165,15 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
     history_parser.add_argument("--end", required=True, help="RFC 3339 with offset")
     history_parser.add_argument("--tz", default="UTC", help="IANA time zone (default UTC)")
     history_parser.add_argument("--json", action="store_true", help="print JSON")
+    _add_token_option(history_parser)
     history_parser.set_defaults(run=history)
+
+    token_parser = commands.add_parser(
+        "token", help="mint a dev bearer token (HS256, signed with the dev stack's secret)"
+    )
+    token_parser.add_argument(
+        "--wallet", required=True, action="append", help="a wallet it may use (repeat; * for all)"
+    )
+    token_parser.add_argument("--ttl", type=_ttl, default=timedelta(hours=1), help="default 1h")
+    token_parser.add_argument("--subject", default="wallet-dev-user", help="the sub claim")
+    token_parser.set_defaults(run=token)

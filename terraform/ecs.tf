@@ -68,6 +68,13 @@ locals {
         { name = "WALLET_COMMAND_ADDRESS", value = "${local.service_hosts.command}:${local.ports.command}" },
         { name = "WALLET_QUERY_ADDRESS", value = "${local.service_hosts.query}:${local.ports.query}" },
         { name = "WALLET_GATEWAY_DEADLINE_SECONDS", value = tostring(var.gateway_deadline_seconds) },
+        { name = "WALLET_AUTH_JWKS_URL", value = var.auth_jwks_url },
+        { name = "WALLET_AUTH_ISSUER", value = var.auth_issuer },
+        { name = "WALLET_AUTH_AUDIENCE", value = var.auth_audience },
+        { name = "WALLET_RATE_LIMIT", value = var.rate_limit },
+        # Only the load balancer reaches the task (security group), so its X-Forwarded-For
+        # names the client.
+        { name = "WALLET_TRUSTED_PROXIES", value = "*" },
         { name = "WALLET_SHUTDOWN_GRACE_SECONDS", value = tostring(var.shutdown_grace_seconds) },
         { name = "WALLET_LOG_LEVEL", value = var.log_level },
       ]
@@ -101,6 +108,7 @@ locals {
       stopTimeout            = 30
       portMappings = [
         { name = "grpc", containerPort = local.ports.command, protocol = "tcp", appProtocol = "grpc" },
+        { name = "metrics", containerPort = local.ports.command_metrics, protocol = "tcp", appProtocol = "http" },
       ]
       environment = [
         # botocore takes the region from AWS_DEFAULT_REGION, not AWS_REGION. (Written with
@@ -110,7 +118,13 @@ locals {
         { name = "WALLET_AGGREGATE_SHARDS", value = tostring(var.aggregate_shards) },
         { name = "WALLET_LISTEN_HOST", value = "0.0.0.0" },
         { name = "WALLET_COMMAND_PORT", value = tostring(local.ports.command) },
+        { name = "WALLET_COMMAND_METRICS_PORT", value = tostring(local.ports.command_metrics) },
         { name = "WALLET_GRPC_WORKERS", value = tostring(var.grpc_workers) },
+        { name = "WALLET_GRPC_MAX_CONCURRENT_RPCS", value = tostring(var.grpc_max_concurrent_rpcs) },
+        { name = "WALLET_GRPC_MAX_RECEIVE_BYTES", value = tostring(var.grpc_max_receive_bytes) },
+        { name = "WALLET_AUTH_JWKS_URL", value = var.auth_jwks_url },
+        { name = "WALLET_AUTH_ISSUER", value = var.auth_issuer },
+        { name = "WALLET_AUTH_AUDIENCE", value = var.auth_audience },
         { name = "WALLET_SHUTDOWN_GRACE_SECONDS", value = tostring(var.shutdown_grace_seconds) },
         { name = "WALLET_LOG_LEVEL", value = var.log_level },
       ]
@@ -144,6 +158,7 @@ locals {
       stopTimeout            = 30
       portMappings = [
         { name = "grpc", containerPort = local.ports.query, protocol = "tcp", appProtocol = "grpc" },
+        { name = "metrics", containerPort = local.ports.query_metrics, protocol = "tcp", appProtocol = "http" },
       ]
       environment = [
         # Reads only (read-only REPEATABLE READ snapshots), so from the reader endpoint.
@@ -153,7 +168,13 @@ locals {
         { name = "WALLET_DATABASE_POOL_SIZE", value = tostring(var.database_pool_size) },
         { name = "WALLET_LISTEN_HOST", value = "0.0.0.0" },
         { name = "WALLET_QUERY_PORT", value = tostring(local.ports.query) },
+        { name = "WALLET_QUERY_METRICS_PORT", value = tostring(local.ports.query_metrics) },
         { name = "WALLET_GRPC_WORKERS", value = tostring(var.grpc_workers) },
+        { name = "WALLET_GRPC_MAX_CONCURRENT_RPCS", value = tostring(var.grpc_max_concurrent_rpcs) },
+        { name = "WALLET_GRPC_MAX_RECEIVE_BYTES", value = tostring(var.grpc_max_receive_bytes) },
+        { name = "WALLET_AUTH_JWKS_URL", value = var.auth_jwks_url },
+        { name = "WALLET_AUTH_ISSUER", value = var.auth_issuer },
+        { name = "WALLET_AUTH_AUDIENCE", value = var.auth_audience },
         { name = "WALLET_SHUTDOWN_GRACE_SECONDS", value = tostring(var.shutdown_grace_seconds) },
         { name = "WALLET_LOG_LEVEL", value = var.log_level },
       ]

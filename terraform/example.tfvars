@@ -10,6 +10,10 @@ isolated_subnet_ids = ["subnet-0ccccccccccccccc1", "subnet-0ccccccccccccccc2"]
 certificate_arn     = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
 gateway_domain_name = "wallet.example.com"
 
+# The identity provider that issues the clients' bearer tokens.
+auth_jwks_url = "https://auth.example.com/.well-known/jwks.json"
+auth_issuer   = "https://auth.example.com/"
+
 # One immutable tag per build: the git commit the image was built from.
 image_tag = "0123456789abcdef0123456789abcdef01234567"
 

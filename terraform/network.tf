@@ -1,6 +1,7 @@
 # Security groups in the existing VPC. Who may talk to whom:
 #   internet -> alb:443/80 -> gateway:8080 -> command:50051, query:50052
 #   query, updater, migrate -> database:5432
+#   metrics scrapers (optional groups) -> gateway:8080/metrics, command:9101, query:9102
 # Every task also needs HTTPS out to AWS APIs (ECR, CloudWatch Logs, Secrets Manager,
 # DynamoDB, ECS Service Connect) through the private subnets' NAT or VPC endpoints.
 
@@ -8,10 +9,12 @@ locals {
   # The ports the processes listen on: the defaults in services/ledger/settings.py (a test
   # checks), also set explicitly in each task's environment.
   ports = {
-    gateway  = 8080
-    command  = 50051
-    query    = 50052
-    database = 5432
+    gateway         = 8080
+    command         = 50051
+    query           = 50052
+    command_metrics = 9101
+    query_metrics   = 9102
+    database        = 5432
   }
   # Static keys: the groups' ids are only known after apply.
   grpc_client_security_groups = merge(
@@ -156,6 +159,36 @@ resource "aws_vpc_security_group_ingress_rule" "query_from_clients" {
   from_port                    = local.ports.query
   to_port                      = local.ports.query
   referenced_security_group_id = each.value
+}
+
+# --- metrics: scraped from inside the VPC only (the load balancer hides /metrics) -------------
+
+locals {
+  # Where each process serves its metrics; the updater runs one pass a run and serves none.
+  metrics_endpoints = {
+    gateway = { security_group_id = aws_security_group.gateway.id, port = local.ports.gateway }
+    command = { security_group_id = aws_security_group.command.id, port = local.ports.command_metrics }
+    query   = { security_group_id = aws_security_group.query.id, port = local.ports.query_metrics }
+  }
+  # Static keys (process-scraper index): the groups' ids are only known after apply.
+  metrics_scrapes = {
+    for pair in setproduct(keys(local.metrics_endpoints), range(length(var.metrics_scraper_security_group_ids))) :
+    "${pair[0]}-scraper-${pair[1]}" => merge(
+      local.metrics_endpoints[pair[0]],
+      { scraper = var.metrics_scraper_security_group_ids[pair[1]] },
+    )
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "metrics_from_scrapers" {
+  for_each = local.metrics_scrapes
+
+  security_group_id            = each.value.security_group_id
+  description                  = "Prometheus scrapes from the allowed groups"
+  ip_protocol                  = "tcp"
+  from_port                    = each.value.port
+  to_port                      = each.value.port
+  referenced_security_group_id = each.value.scraper
 }
 
 # --- database clients -----------------------------------------------------------------------

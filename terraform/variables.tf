@@ -113,6 +113,44 @@ variable "grpc_workers" {
   default     = 64
 }
 
+variable "grpc_max_concurrent_rpcs" {
+  description = "WALLET_GRPC_MAX_CONCURRENT_RPCS: calls in flight per command or query task before RESOURCE_EXHAUSTED."
+  type        = number
+  default     = 256
+}
+
+variable "grpc_max_receive_bytes" {
+  description = "WALLET_GRPC_MAX_RECEIVE_BYTES: the largest request message the command and query services read."
+  type        = number
+  default     = 65536
+}
+
+variable "auth_jwks_url" {
+  description = "WALLET_AUTH_JWKS_URL: the identity provider's JWKS (RS256/ES256 keys) that signs the bearer tokens."
+  type        = string
+  validation {
+    condition     = startswith(var.auth_jwks_url, "https://")
+    error_message = "auth_jwks_url must be an https:// URL."
+  }
+}
+
+variable "auth_issuer" {
+  description = "WALLET_AUTH_ISSUER: the iss claim every token must carry."
+  type        = string
+}
+
+variable "auth_audience" {
+  description = "WALLET_AUTH_AUDIENCE: the aud claim every token must carry."
+  type        = string
+  default     = "wallet-ledger"
+}
+
+variable "rate_limit" {
+  description = "WALLET_RATE_LIMIT: requests per client (token subject, else address) per gateway task, in `limits` notation."
+  type        = string
+  default     = "100/second"
+}
+
 variable "database_pool_size" {
   description = "WALLET_DATABASE_POOL_SIZE of each query task (times the task count must stay below the database's connection limit)."
   type        = number
@@ -184,6 +222,12 @@ variable "cpu_target_percent" {
 
 variable "grpc_client_security_group_ids" {
   description = "Extra security groups allowed to call the command and query services (e.g. an operator's bastion). The gateway's is always allowed."
+  type        = list(string)
+  default     = []
+}
+
+variable "metrics_scraper_security_group_ids" {
+  description = "Security groups of Prometheus scrapers inside the VPC, allowed to reach the gateway's /metrics on its port and the command and query services' metrics ports (9101, 9102). Empty: none."
   type        = list(string)
   default     = []
 }

@@ -6,7 +6,6 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import grpc
 import psycopg
 import pytest
 from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -22,6 +21,7 @@ from services.ledger.settings import Settings
 from services.local.dynamodb_local import DynamoDBLocal
 from services.local.embedded_postgres import embedded_postgres_url
 from services.query import server as query_server
+from tests.auth_support import TEST_SECRET, authenticated_channel
 from wallet.v1 import command_pb2_grpc, query_pb2_grpc
 
 # The CI machine's server; without one the tests use an embedded server (pgserver).
@@ -58,7 +58,7 @@ def table_name(dynamodb: DynamoDBClient) -> str:
 
 @pytest.fixture
 def settings(table_name: str) -> Settings:
-    return Settings(table_name=table_name, listen_host="127.0.0.1")
+    return Settings(table_name=table_name, listen_host="127.0.0.1", auth_hs256_secret=TEST_SECRET)
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def command_service(settings: Settings) -> Iterator[GrpcService]:
 
 @pytest.fixture
 def command_stub(command_service: GrpcService) -> Iterator[command_pb2_grpc.WalletCommandStub]:
-    with grpc.insecure_channel(f"127.0.0.1:{command_service.port}") as channel:
+    with authenticated_channel(f"127.0.0.1:{command_service.port}") as channel:
         yield command_pb2_grpc.WalletCommandStub(channel)
 
 
@@ -134,5 +134,5 @@ def query_service(settings: Settings, database_url: str) -> Iterator[GrpcService
 
 @pytest.fixture
 def query_stub(query_service: GrpcService) -> Iterator[query_pb2_grpc.WalletQueryStub]:
-    with grpc.insecure_channel(f"127.0.0.1:{query_service.port}") as channel:
+    with authenticated_channel(f"127.0.0.1:{query_service.port}") as channel:
         yield query_pb2_grpc.WalletQueryStub(channel)

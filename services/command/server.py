@@ -2,6 +2,7 @@
 
 from services.command.servicer import WalletCommandServicer
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
+from services.ledger.grpc_auth import auth_interceptors
 from services.ledger.grpc_server import GrpcService
 from services.ledger.settings import Settings
 from wallet.v1 import command_pb2, command_pb2_grpc
@@ -11,6 +12,7 @@ SERVICE_NAME = command_pb2.DESCRIPTOR.services_by_name["WalletCommand"].full_nam
 
 def build(settings: Settings, port: int | None = None) -> GrpcService:
     """The command service on `port` (default: settings.command_port; 0 picks a free one)."""
+    interceptors = auth_interceptors(settings)  # first: a bad auth setup stops the start
     store = DynamoWriteStore(
         dynamodb_client(max_pool_connections=settings.grpc_workers),
         settings.table_name,
@@ -24,4 +26,7 @@ def build(settings: Settings, port: int | None = None) -> GrpcService:
         ),
         address=f"{settings.listen_host}:{settings.command_port if port is None else port}",
         workers=settings.grpc_workers,
+        max_receive_bytes=settings.grpc_max_receive_bytes,
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+        interceptors=interceptors,
     )

@@ -5,7 +5,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Any
 
@@ -100,9 +100,18 @@ class GrpcService:
         add_servicers: Callable[[grpc.Server], None],
         address: str,
         workers: int,
+        max_receive_bytes: int,
+        max_concurrent_rpcs: int,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),  # type: ignore[type-arg]
     ) -> None:
         self._executor = futures.ThreadPoolExecutor(max_workers=workers)
-        self.server = grpc.server(self._executor, interceptors=[CallLogInterceptor()])
+        # The call log is outermost, so it also logs the calls the others refuse.
+        self.server = grpc.server(
+            self._executor,
+            interceptors=[CallLogInterceptor(), *interceptors],
+            options=[("grpc.max_receive_message_length", max_receive_bytes)],
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
+        )
         add_servicers(self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

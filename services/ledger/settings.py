@@ -10,10 +10,11 @@ AWS_DEFAULT_REGION (botocore ignores AWS_REGION), credentials.
 """
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from limits import parse_many
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,28 @@ class Settings(BaseSettings):
     grpc_workers: int = Field(default=64, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
+    # Bearer JWTs at the gateway and in the gRPC services' metadata. Off only when set so.
+    auth: Literal["enabled", "disabled"] = "enabled"
+    auth_issuer: str = "wallet-dev"
+    auth_audience: str = "wallet-ledger"
+    # Exactly one key source: an HS256 secret (`wallet dev`) or a JWKS: an https: URL (cached,
+    # refetched on rotation) or a file (a path or file: URL, read at start).
+    auth_hs256_secret: SecretStr | None = Field(default=None, min_length=32)  # RFC 7518 §3.2
+    auth_jwks_url: str | None = None
+    # Per client at the gateway, in `limits` notation ("100/second;2000/minute"), or "disabled".
+    rate_limit: str = "100/second"
+    # Peers whose X-Forwarded-For the gateway believes (the client address it rate-limits);
+    # "*" where only the load balancer can reach it.
+    trusted_proxies: str = "127.0.0.1"
+    # Requests are a few hundred bytes; larger ones are refused before they are parsed.
+    grpc_max_receive_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Calls beyond this many in flight get RESOURCE_EXHAUSTED instead of queueing.
+    grpc_max_concurrent_rpcs: int = Field(default=256, ge=1)
+    # Prometheus metrics ports of the processes without HTTP (the gateway serves /metrics);
+    # 0 turns one off.
+    command_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    query_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    updater_metrics_port: int = Field(default=9103, ge=0, le=65535)
     # Required by every process but `wallet dev`, which starts an embedded server in dev_dir.
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "WALLET_DATABASE_URL")
@@ -50,6 +73,13 @@ class Settings(BaseSettings):
     updater_interval_seconds: float = Field(default=0.5, gt=0)
     # Testing only: the updater SIGKILLs itself after writing rows, before committing.
     updater_kill_before_commit: bool = False
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, spec: str) -> str:
+        if spec != "disabled":
+            parse_many(spec)  # raises ValueError naming what it could not read
+        return spec
 
     @model_validator(mode="after")
     def _database_url_from_parts(self) -> Self:

@@ -12,7 +12,10 @@ import subprocess
 import sys
 import threading
 from contextlib import ExitStack
+from datetime import timedelta
 
+from services.auth.configured import dev_token, ensure_dev_secret
+from services.auth.tokens import ALL_WALLETS
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.adapters.migrations import migrate
@@ -23,6 +26,7 @@ from services.local.embedded_postgres import embedded_postgres
 
 DYNAMODB_PORT_ENV = "WALLET_DYNAMODB_LOCAL_PORT"
 DEV_DIR_ENV = "WALLET_DEV_DIR"  # read by Settings.dev_dir
+_BANNER_TOKEN_TTL = timedelta(hours=12)
 
 
 class PortBusy(RuntimeError):
@@ -57,6 +61,9 @@ def run_dev_stack() -> int:
     require_free_port("the command service ($WALLET_COMMAND_PORT)", settings.command_port)
     require_free_port("the query service ($WALLET_QUERY_PORT)", settings.query_port)
     require_free_port("the gateway ($WALLET_GATEWAY_PORT)", settings.gateway_port)
+    for process, variable, port in _metrics_ports(settings):
+        if port:
+            require_free_port(f"the {process} metrics (${variable})", port)
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -80,6 +87,7 @@ def run_dev_stack() -> int:
 
         env = {
             **os.environ,
+            **_auth_env(settings),
             "DATABASE_URL": database_url,
             "WALLET_COMMAND_ADDRESS": f"127.0.0.1:{settings.command_port}",
             "WALLET_QUERY_ADDRESS": f"127.0.0.1:{settings.query_port}",
@@ -93,12 +101,16 @@ def run_dev_stack() -> int:
             f"WalletCommand    grpc://127.0.0.1:{settings.command_port}\n"
             f"WalletQuery      grpc://127.0.0.1:{settings.query_port}\n"
             "Updater          following the table's stream\n"
-            f"Gateway          {gateway} (docs: {gateway}/docs)\n\n"
+            f"Gateway          {gateway} (docs: {gateway}/docs)\n"
+            f"Metrics          {_metrics_banner(settings, gateway)}\n"
+            f"{_token_banner(settings)}\n"
             "Try:\n"
             f"  curl -s -X POST {gateway}/v1/wallets/alice/records \\\n"
+            '    -H "Authorization: Bearer $TOKEN" \\\n'
             "    -H 'Content-Type: application/json' -H 'Idempotency-Key: try-0001' \\\n"
             '    -d \'{"datetime": "2019-10-05T14:48:01+01:00", "amount": "1.1"}\'\n'
-            f"  curl -s '{gateway}/v1/wallets/alice/history"
+            f'  curl -s -H "Authorization: Bearer $TOKEN" \\\n'
+            f"    '{gateway}/v1/wallets/alice/history"
             "?start=2019-10-05T12:00:00Z&end=2019-10-05T14:00:00Z'\n\n"
             "Press Ctrl-C to stop.",
             flush=True,
@@ -108,6 +120,50 @@ def run_dev_stack() -> int:
                 print("a service exited; stopping the stack", file=sys.stderr)
                 return 1
     return 0
+
+
+def _auth_env(settings: Settings) -> dict[str, str]:
+    """The dev secret for every child, unless auth is off or keys are configured already."""
+    if (
+        settings.auth == "disabled"
+        or settings.auth_jwks_url is not None
+        or settings.auth_hs256_secret is not None
+    ):
+        return {}
+    return {"WALLET_AUTH_HS256_SECRET": ensure_dev_secret(settings.dev_dir)}
+
+
+def _token_banner(settings: Settings) -> str:
+    if settings.auth == "disabled":
+        return "Auth             DISABLED (WALLET_AUTH=disabled): any caller may use any wallet\n"
+    token = dev_token(settings, [ALL_WALLETS], _BANNER_TOKEN_TTL, subject="wallet-dev-user")
+    if token is None:
+        return f"Auth             tokens from the issuer of {settings.auth_jwks_url}\n"
+    hours = int(_BANNER_TOKEN_TTL.total_seconds() // 3600)
+    return (
+        f"Auth             a token for every wallet, valid {hours} h "
+        "(`wallet token --wallet alice` mints narrower ones):\n"
+        f"  export TOKEN={token}\n"
+    )
+
+
+def _metrics_ports(settings: Settings) -> list[tuple[str, str, int]]:
+    """(process, variable, port) of the processes that serve metrics on a port of their own
+    (a port of 0 serves none)."""
+    return [
+        ("command", "WALLET_COMMAND_METRICS_PORT", settings.command_metrics_port),
+        ("query", "WALLET_QUERY_METRICS_PORT", settings.query_metrics_port),
+        ("updater", "WALLET_UPDATER_METRICS_PORT", settings.updater_metrics_port),
+    ]
+
+
+def _metrics_banner(settings: Settings, gateway: str) -> str:
+    served = [
+        f"http://127.0.0.1:{port}/metrics ({process})"
+        for process, _, port in _metrics_ports(settings)
+        if port
+    ]
+    return "\n                 ".join([f"{gateway}/metrics (gateway)", *served])
 
 
 def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:

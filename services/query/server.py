@@ -2,6 +2,7 @@
 
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_store import PostgresReadStore
+from services.ledger.grpc_auth import auth_interceptors
 from services.ledger.grpc_server import GrpcService
 from services.ledger.settings import Settings
 from services.query.servicer import WalletQueryServicer
@@ -12,6 +13,7 @@ SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["WalletQuery"].full_name
 
 def build(settings: Settings, database_url: str, port: int | None = None) -> GrpcService:
     """The query service on `port` (default: settings.query_port; 0 picks a free one)."""
+    interceptors = auth_interceptors(settings)  # first: a bad auth setup stops the start
     # A history query is a few index lookups; one that runs for seconds is stuck.
     engine = create_database_engine(
         database_url, pool_size=settings.database_pool_size, statement_timeout_ms=10_000
@@ -24,4 +26,7 @@ def build(settings: Settings, database_url: str, port: int | None = None) -> Grp
         ),
         address=f"{settings.listen_host}:{settings.query_port if port is None else port}",
         workers=settings.grpc_workers,
+        max_receive_bytes=settings.grpc_max_receive_bytes,
+        max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+        interceptors=interceptors,
     )

@@ -8,6 +8,7 @@ import threading
 
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
+from services.ledger.metrics import serve_metrics
 from services.ledger.settings import Settings
 from services.updater.positions import CheckpointLost
 from services.updater.projection_store import ProjectionStore
@@ -17,6 +18,7 @@ from services.updater.stream_reader import StreamReader, streams_client
 
 log = logging.getLogger(__name__)
 
+EXIT_CANNOT_LISTEN = 2  # as `wallet serve` exits when its port is taken
 EXIT_CHECKPOINT_LOST = 3
 
 
@@ -42,6 +44,12 @@ def run_updater(
                 print(f"rebuilt from {scanned.items} aggregate items of the table")
                 report = projector.run_pass()
             elif follow:
+                # Only a lasting updater is worth scraping; a single pass is over before that.
+                try:
+                    serve_metrics(settings.listen_host, settings.updater_metrics_port)
+                except OSError as error:
+                    print(f"wallet update: {error}", file=sys.stderr)
+                    return EXIT_CANNOT_LISTEN
                 stopping = threading.Event()
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(signum, lambda *_: stopping.set())

@@ -32,6 +32,7 @@ from services.local.dynamodb_local import (
     DynamoDBLocal,
     free_port,
 )
+from tests.auth_support import AUTH_ENV, authenticated_channel
 from wallet.v1 import command_pb2
 
 if TYPE_CHECKING:
@@ -42,11 +43,17 @@ RECORD_METHOD = f"/{COMMAND_SERVICE}/RecordTransaction"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 # A past instant, so no deposit in these tests trips the "not in the future" rule.
 OCCURRED_AT = datetime(2024, 3, 1, 10, 7, 30, tzinfo=UTC)
+METRICS_PORT_ENVS = (
+    "WALLET_COMMAND_METRICS_PORT",
+    "WALLET_QUERY_METRICS_PORT",
+    "WALLET_UPDATER_METRICS_PORT",
+)
 
 
 def child_env(**overrides: str) -> dict[str, str]:
     """This process's environment without WALLET_* (except the jar location), AWS_* and
-    DATABASE_URL, plus `overrides`: children see only what the test gives them."""
+    DATABASE_URL, plus the test signing secret and `overrides`: children see only what the
+    test gives them."""
     env = {
         name: value
         for name, value in os.environ.items()
@@ -55,6 +62,12 @@ def child_env(**overrides: str) -> dict[str, str]:
         and name != "DATABASE_URL"
     }
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(AUTH_ENV)
+    # High enough for the load tests' single client; low limits are tested on their own.
+    env["WALLET_RATE_LIMIT"] = "10000/second"
+    # Metrics on free ports: the defaults would collide between test processes and with a
+    # developer's `wallet dev`.
+    env.update({name: str(free_port()) for name in METRICS_PORT_ENVS})
     env.update(overrides)
     return env
 
@@ -154,7 +167,8 @@ class WalletProcess:
         wait_until_serving(self.process, self.command_port, self.stderr_path, timeout)
 
     def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(f"127.0.0.1:{self.command_port}")
+        """A channel to its command port whose calls carry a token for every wallet."""
+        return authenticated_channel(f"127.0.0.1:{self.command_port}")
 
     def tree(self) -> list[psutil.Process]:
         """The process and all its descendants, now (remembered for the clean-up)."""
@@ -251,6 +265,9 @@ class DevPorts:
     command: int = field(default_factory=free_port)
     query: int = field(default_factory=free_port)
     gateway: int = field(default_factory=free_port)
+    command_metrics: int = field(default_factory=free_port)
+    query_metrics: int = field(default_factory=free_port)
+    updater_metrics: int = field(default_factory=free_port)
 
     def env(self) -> dict[str, str]:
         return {
@@ -258,6 +275,9 @@ class DevPorts:
             "WALLET_COMMAND_PORT": str(self.command),
             "WALLET_QUERY_PORT": str(self.query),
             "WALLET_GATEWAY_PORT": str(self.gateway),
+            "WALLET_COMMAND_METRICS_PORT": str(self.command_metrics),
+            "WALLET_QUERY_METRICS_PORT": str(self.query_metrics),
+            "WALLET_UPDATER_METRICS_PORT": str(self.updater_metrics),
         }
 
 

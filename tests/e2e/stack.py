@@ -20,14 +20,21 @@ import psutil
 import psycopg
 from sqlalchemy.engine import make_url
 
+from services.ledger.settings import Settings
+from services.local.dynamodb_local import DynamoDBLocal
 from tests.e2e.processes import (
     DevPorts,
+    TableContents,
     WalletProcess,
+    child_env,
     dev_env,
     dev_stack_processes,
     is_alive,
     kill_all,
+    local_client,
+    scan_table,
     tail,
+    wallet_command,
 )
 
 # Generous: this machine is small and shared; these bound waits, they time nothing.
@@ -37,6 +44,7 @@ PROJECTION_TIMEOUT = 90.0
 HTTP_TIMEOUT = 30.0
 UPDATER_INTERVAL_SECONDS = "0.2"
 PROBLEM_JSON = "application/problem+json"
+TABLE_NAME: str = Settings.model_fields["table_name"].default  # what `wallet dev` uses
 
 
 def describe(processes: list[psutil.Process]) -> list[str]:
@@ -70,6 +78,7 @@ class DevStack:
     process: WalletProcess
     dev_dir: Path
     ports: DevPorts
+    database_url: str | None = None  # None: the embedded server in dev_dir
     # Every process seen in its tree or holding its dev folder (for the final check).
     seen: list[psutil.Process] = field(default_factory=list)
 
@@ -91,7 +100,25 @@ class DevStack:
             extra["DATABASE_URL"] = database_url
         env = {**dev_env(dev_dir, ports), **extra}
         process = WalletProcess.start(["dev"], env, command_port=ports.command, log_dir=log_dir)
-        return cls(process, dev_dir, ports)
+        return cls(process, dev_dir, ports, database_url)
+
+    def reconcile_records(self) -> subprocess.CompletedProcess[str]:
+        """`wallet reconcile --records` on this stack's table and read model (a process)."""
+        assert self.database_url is not None, "reconcile needs the stack's database URL"
+        dynamodb = DynamoDBLocal(port=self.ports.dynamodb)
+        env = child_env(**dynamodb.client_env(), DATABASE_URL=self.database_url)
+        return subprocess.run(
+            wallet_command("reconcile", "--records"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def table(self) -> TableContents:
+        """Every item of the stack's ledger table."""
+        return scan_table(local_client(DynamoDBLocal(port=self.ports.dynamodb)), TABLE_NAME)
 
     def wait_until_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
         """Polls GET /readyz until 200; fails early when `wallet dev` exits."""

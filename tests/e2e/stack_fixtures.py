@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.auth_support import bearer_header
 from tests.e2e.stack import HTTP_TIMEOUT, DevStack, describe, scratch_database
 
 
@@ -34,6 +35,8 @@ def dev_stack(
 
 @pytest.fixture
 def gateway(dev_stack: DevStack) -> Iterator[httpx.Client]:
-    """An HTTP client on the session stack's gateway."""
-    with httpx.Client(base_url=dev_stack.base_url, timeout=HTTP_TIMEOUT) as client:
+    """An HTTP client on the session stack's gateway, sending a token for every wallet."""
+    with httpx.Client(
+        base_url=dev_stack.base_url, timeout=HTTP_TIMEOUT, headers=bearer_header()
+    ) as client:
         yield client

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.auth_support import bearer_header
 from tests.e2e.processes import DevPorts, dev_env, dev_stack_processes, kill_all, wallet_command
 from tests.e2e.stack import (
     HTTP_TIMEOUT,
@@ -44,7 +45,9 @@ def test_embedded_postgres_stack_serves_and_stops_every_process(tmp_path: Path) 
     try:
         stack.wait_until_ready()
         wallet = new_wallet("embedded")
-        with httpx.Client(base_url=stack.base_url, timeout=HTTP_TIMEOUT) as client:
+        with httpx.Client(
+            base_url=stack.base_url, timeout=HTTP_TIMEOUT, headers=bearer_header()
+        ) as client:
             created = post_json(
                 client,
                 f"/v1/wallets/{wallet}/records",

@@ -12,6 +12,7 @@ from decimal import Decimal, localcontext
 
 import httpx
 
+from tests.auth_support import bearer_header
 from tests.e2e.stack import (
     HTTP_TIMEOUT,
     DevStack,
@@ -70,7 +71,9 @@ async def send_all(base_url: str, wallet: str, jobs: list[Deposit]) -> list[Answ
     answers: list[Answer] = []
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=HTTP_TIMEOUT, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=HTTP_TIMEOUT, limits=limits, headers=bearer_header()
+    ) as client:
 
         async def worker() -> None:
             while True:
@@ -124,7 +127,9 @@ def test_concurrent_clients_with_retries_sum_exactly(dev_stack: DevStack) -> Non
         assert all(a.replayed == "true" for a in by_key[deposit.key] if a.status == 200)
         assert len({a.body for a in by_key[deposit.key]}) == 1, by_key[deposit.key]
 
-    with httpx.Client(base_url=dev_stack.base_url, timeout=HTTP_TIMEOUT) as client:
+    with httpx.Client(
+        base_url=dev_stack.base_url, timeout=HTTP_TIMEOUT, headers=bearer_header()
+    ) as client:
         wait_for_projection(client, written)
         end = FIRST_HOUR + timedelta(hours=HOURS)
         response = client.get(

@@ -1,6 +1,8 @@
 """Schemathesis against the running gateway's /openapi.json: generated and mutated requests
 to every operation never get a 5xx, and every answer (status, content type, headers, body)
-conforms to what the document declares.
+conforms to what the document declares. Requests carry a token for every wallet; the
+`ignored_auth` check also sends them without it and expects 401. The stateful phase follows
+the document's links from a deposit to reads of its wallet.
 
 Every check runs except `positive_data_acceptance`: the document types request fields as
 plain strings (a datetime, an amount, a wallet id), so schemathesis takes "" or "0" for
@@ -13,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.auth_support import token_for
 from tests.e2e.stack import DevStack
 
 pytest_plugins = ["tests.e2e.stack_fixtures"]
@@ -38,6 +41,8 @@ def test_openapi_document_holds_under_generated_requests(
         "all",
         "--exclude-checks",
         "positive_data_acceptance",
+        "--header",
+        f"Authorization: Bearer {token_for()}",
         "--max-examples",
         str(MAX_EXAMPLES),
         "--workers",
@@ -75,3 +80,7 @@ def test_openapi_document_holds_under_generated_requests(
     assert selected, output[-3000:]
     assert tested, output[-3000:]
     assert int(selected[1]) == int(selected[2]) == int(tested[1]) >= 8, output[-3000:]
+    # The stateful phase ran and followed at least one deposit -> read link.
+    links = re.search(r"API Links:\s+(\d+) covered", output)
+    assert links, output[-3000:]
+    assert int(links[1]) >= 1, output[-3000:]

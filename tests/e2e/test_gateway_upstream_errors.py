@@ -23,6 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from services.ledger.domain.errors import FieldViolation, InvalidInput
 from services.ledger.grpc_errors import abort_invalid
 from services.local.dynamodb_local import free_port
+from tests.auth_support import bearer_header, token_for
 from tests.e2e.processes import WalletProcess, child_env, tail
 from tests.e2e.stack import assert_problem, post_json, problem_fields, record_json
 from wallet.v1 import command_pb2, command_pb2_grpc, records_pb2
@@ -144,7 +145,9 @@ def lone_gateway(
 
 @pytest.fixture
 def gateway(lone_gateway: Gateway) -> Iterator[Gateway]:
-    with httpx.Client(base_url=lone_gateway.base_url, timeout=30) as client:
+    with httpx.Client(
+        base_url=lone_gateway.base_url, timeout=30, headers=bearer_header()
+    ) as client:
         lone_gateway.client = client
         yield lone_gateway
         lone_gateway.client = None
@@ -223,8 +226,9 @@ def test_client_errors_follow_the_status_table(gateway: Gateway, mode: str, stat
     assert body.get("detail") == SECRET  # messages for these statuses are meant for clients
 
 
-def test_aborted_asks_for_a_retry(gateway: Gateway) -> None:
-    assert record(gateway, "aborted").headers.get("Retry-After") == "1"
+@pytest.mark.parametrize("mode", ["aborted", "exhausted"])
+def test_aborted_and_exhausted_ask_for_a_retry(gateway: Gateway, mode: str) -> None:
+    assert record(gateway, mode).headers.get("Retry-After") == "1"
 
 
 def test_field_violations_use_the_http_field_names(gateway: Gateway) -> None:
@@ -290,6 +294,7 @@ def test_an_unexpected_error_does_not_break_the_connection(gateway: Gateway) -> 
     host = gateway.base_url.removeprefix("http://")
     failing = (
         f"POST /v1/wallets/bad-record/records HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {token_for()}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(content)}\r\n\r\n"
     ).encode() + content
     healthz = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()

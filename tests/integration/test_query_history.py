@@ -36,6 +36,7 @@ from services.query import server as query_server
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.stream_reader import StreamReader, streams_client
+from tests.auth_support import TEST_SECRET, authenticated_channel
 from tests.history_oracle import (
     ExpectedPoint,
     RawRecord,
@@ -155,7 +156,7 @@ def module_database(postgres_admin_url: str, migrated_template: str) -> Iterator
 
 @pytest.fixture(scope="module")
 def module_settings(module_table: str) -> Settings:
-    return Settings(table_name=module_table, listen_host="127.0.0.1")
+    return Settings(table_name=module_table, listen_host="127.0.0.1", auth_hs256_secret=TEST_SECRET)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +172,7 @@ def stub(
 ) -> Iterator[query_pb2_grpc.WalletQueryStub]:
     service = query_server.build(module_settings, module_database, port=0)
     service.start()
-    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+    with authenticated_channel(f"127.0.0.1:{service.port}") as channel:
         yield query_pb2_grpc.WalletQueryStub(channel)
     service.stop(grace=1)
 
@@ -844,7 +845,7 @@ def test_database_outage_gives_unavailable_and_the_service_recovers_by_itself(
     service = query_server.build(module_settings, proxied_url, port=0)
     service.start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        with authenticated_channel(f"127.0.0.1:{service.port}") as channel:
             stub = query_pb2_grpc.WalletQueryStub(channel)
             health = health_pb2_grpc.HealthStub(channel)
             calls: list[Callable[[], object]] = [

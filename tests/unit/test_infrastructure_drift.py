@@ -3,7 +3,8 @@
 - the DynamoDB table equals ledger_table.table_definition;
 - every task sets exactly the settings its process reads (PROCESS_SETTINGS below), the
   credentials through `secrets`, and every setting is either deployed or said not to be;
-- the ports equal the defaults in Settings, wherever terraform uses them;
+- the ports equal the defaults in Settings, wherever terraform uses them; metrics are open
+  to the scrapers' security groups only, and the load balancer keeps /metrics to itself;
 - each task role allows exactly the DynamoDB actions of its process (the DYNAMODB_ACTIONS
   tuples next to the calls), and those tuples cover every call the code makes;
 - the tasks run the `wallet` subcommands the CLI has, with the image's health check.
@@ -34,6 +35,8 @@ TERRAFORM = PROJECT_ROOT / "terraform"
 HEALTHCHECK = PROJECT_ROOT / "docker" / "healthcheck.py"
 PROCESSES = ("gateway", "command", "query", "updater", "migrate")
 SERVED = ("gateway", "command", "query")
+# The served processes with a metrics port of their own (the gateway uses its HTTP port).
+METRICS_PORTS = ("command", "query")
 
 _DATABASE = {
     "database_host",
@@ -42,6 +45,9 @@ _DATABASE = {
     "database_user",
     "database_password",
 }
+# Tokens are verified against the identity provider's JWKS wherever they arrive.
+_AUTH = {"auth_jwks_url", "auth_issuer", "auth_audience"}
+_GRPC_LIMITS = {"grpc_max_receive_bytes", "grpc_max_concurrent_rpcs"}
 # Which Settings fields each process reads (services/cli.py and the entry points it calls).
 PROCESS_SETTINGS: dict[str, set[str]] = {
     "gateway": {
@@ -52,13 +58,19 @@ PROCESS_SETTINGS: dict[str, set[str]] = {
         "gateway_deadline_seconds",
         "shutdown_grace_seconds",
         "log_level",
+        *_AUTH,
+        "rate_limit",
+        "trusted_proxies",
     },
     "command": {
         "table_name",
         "aggregate_shards",
         "listen_host",
         "command_port",
+        "command_metrics_port",
         "grpc_workers",
+        *_GRPC_LIMITS,
+        *_AUTH,
         "shutdown_grace_seconds",
         "log_level",
     },
@@ -67,7 +79,10 @@ PROCESS_SETTINGS: dict[str, set[str]] = {
         "database_pool_size",
         "listen_host",
         "query_port",
+        "query_metrics_port",
         "grpc_workers",
+        *_GRPC_LIMITS,
+        *_AUTH,
         "shutdown_grace_seconds",
         "log_level",
     },
@@ -80,6 +95,9 @@ NOT_DEPLOYED = {
     "dev_dir": "the data folder of the local stack (wallet dev)",
     "updater_interval_seconds": "only for `wallet update --follow`; AWS runs one pass a run",
     "updater_kill_before_commit": "crash tests only",
+    "updater_metrics_port": "only `wallet update --follow` serves metrics; AWS runs one pass",
+    "auth": "enabled unless set to disabled, which no deployment may be",
+    "auth_hs256_secret": "the local stack's and the tests' key: AWS verifies with a JWKS",
 }
 # Credentials: from the database secret's JSON keys, never in `environment`.
 SECRET_SETTINGS = {"database_user": "username", "database_password": "password"}
@@ -328,6 +346,9 @@ def test_ports_are_the_settings_defaults() -> None:
     ports = _local("ports")
     for process in SERVED:
         assert ports[process] == Settings.model_fields[f"{process}_port"].default
+    for process in METRICS_PORTS:
+        port = Settings.model_fields[f"{process}_metrics_port"].default
+        assert ports[f"{process}_metrics"] == port
 
 
 @pytest.mark.parametrize("process", PROCESSES)
@@ -339,7 +360,13 @@ def test_container_listens_where_its_settings_say(process: str) -> None:
         assert mappings == []
         return
     port = Settings.model_fields[f"{process}_port"].default
-    assert mappings == [port]
+    if process in METRICS_PORTS:
+        metrics_port = Settings.model_fields[f"{process}_metrics_port"].default
+        assert mappings == [port, metrics_port]
+        setting = _env_name(f"{process}_metrics_port")
+        assert _resolve(_environment(process)[setting]) == metrics_port
+    else:
+        assert mappings == [port]  # the gateway serves /metrics on its own port
     assert _resolve(_environment(process)[_env_name(f"{process}_port")]) == port
 
 
@@ -385,8 +412,48 @@ def test_grpc_services_admit_only_their_clients_on_their_port(rule: str, service
         body
         for body in rules
         if body["security_group_id"] == _ref(f"aws_security_group.{service}.id")
+        and _resolve(body["from_port"]) == port
     ]
     assert into_service == [ingress]
+
+
+def test_metrics_are_open_only_to_the_scrapers_groups() -> None:
+    """Each process's metrics port admits the scrapers' security groups and no address
+    range; the updater (one pass a run) serves none."""
+    ingress = _resource("aws_vpc_security_group_ingress_rule", "metrics_from_scrapers")
+    assert ingress["for_each"] == _ref("local.metrics_scrapes")
+    assert ingress["security_group_id"] == _ref("each.value.security_group_id")
+    assert ingress["from_port"] == ingress["to_port"] == _ref("each.value.port")
+    assert ingress["referenced_security_group_id"] == _ref("each.value.scraper")
+    assert "cidr_ipv4" not in ingress
+    assert "cidr_ipv6" not in ingress
+    endpoints = {
+        process: (endpoint["security_group_id"], _resolve(endpoint["port"]))
+        for process, endpoint in _local("metrics_endpoints").items()
+    }
+    ports = {"gateway": "gateway_port", **{p: f"{p}_metrics_port" for p in METRICS_PORTS}}
+    assert endpoints == {
+        process: (_ref(f"aws_security_group.{process}.id"), Settings.model_fields[field].default)
+        for process, field in ports.items()
+    }
+    assert "var.metrics_scraper_security_group_ids" in _local("metrics_scrapes")
+    assert _default("metrics_scraper_security_group_ids") == []
+
+
+def test_load_balancer_answers_metrics_itself() -> None:
+    """The gateway serves /metrics on its API port, so the public listener must not pass
+    that path on: a rule ahead of every other answers 404."""
+    rule = _resource("aws_lb_listener_rule", "hide_metrics")
+    assert rule["listener_arn"] == _ref("aws_lb_listener.https.arn")
+    [action] = rule["action"]
+    assert action["type"] == "fixed-response"
+    assert action["fixed_response"][0]["status_code"] == "404"
+    [condition] = rule["condition"]
+    assert condition["path_pattern"][0]["values"] == ["/metrics", "/metrics/*"]
+    rules = _terraform()["resource"]["aws_lb_listener_rule"].values()
+    assert rule["priority"] == min(other["priority"] for other in rules)
+    # Port 80 only redirects to the HTTPS listener, where the rule applies.
+    assert _resource("aws_lb_listener", "http")["default_action"][0]["type"] == "redirect"
 
 
 # --- IAM -----------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ if _version_not_supported:
 
 class WalletCommandStub:
     """The write side: the only writer of the ledger.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
     """
 
     def __init__(self, channel):
@@ -44,6 +46,8 @@ class WalletCommandStub:
 
 class WalletCommandServicer:
     """The write side: the only writer of the ledger.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
     """
 
     def RecordTransaction(self, request, context):
@@ -75,6 +79,8 @@ def add_WalletCommandServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class WalletCommand:
     """The write side: the only writer of the ledger.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
     """
 
     @staticmethod

@@ -27,7 +27,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WalletCommandStub:
-    """The write side: the only writer of the ledger."""
+    """The write side: the only writer of the ledger.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -43,7 +46,10 @@ class WalletCommandStub:
 
 @_typing.type_check_only
 class WalletCommandAsyncStub(WalletCommandStub):
-    """The write side: the only writer of the ledger."""
+    """The write side: the only writer of the ledger.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RecordTransaction: _aio.UnaryUnaryMultiCallable[_command_pb2.RecordTransactionRequest, _command_pb2.RecordTransactionResponse]  # type: ignore[assignment]
@@ -55,7 +61,10 @@ class WalletCommandAsyncStub(WalletCommandStub):
     """
 
 class WalletCommandServicer(metaclass=_abc_1.ABCMeta):
-    """The write side: the only writer of the ledger."""
+    """The write side: the only writer of the ledger.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
+    """
 
     @_abc_1.abstractmethod
     def RecordTransaction(

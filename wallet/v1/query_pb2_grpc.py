@@ -27,6 +27,8 @@ if _version_not_supported:
 
 class WalletQueryStub:
     """The read side: answers from the PostgreSQL read model.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
     """
 
     def __init__(self, channel):
@@ -49,6 +51,8 @@ class WalletQueryStub:
 
 class WalletQueryServicer:
     """The read side: answers from the PostgreSQL read model.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
     """
 
     def GetBalanceHistory(self, request, context):
@@ -88,6 +92,8 @@ def add_WalletQueryServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class WalletQuery:
     """The read side: answers from the PostgreSQL read model.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
     """
 
     @staticmethod

@@ -27,7 +27,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WalletQueryStub:
-    """The read side: answers from the PostgreSQL read model."""
+    """The read side: answers from the PostgreSQL read model.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -40,7 +43,10 @@ class WalletQueryStub:
 
 @_typing.type_check_only
 class WalletQueryAsyncStub(WalletQueryStub):
-    """The read side: answers from the PostgreSQL read model."""
+    """The read side: answers from the PostgreSQL read model.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetBalanceHistory: _aio.UnaryUnaryMultiCallable[_query_pb2.GetBalanceHistoryRequest, _query_pb2.GetBalanceHistoryResponse]  # type: ignore[assignment]
@@ -49,7 +55,10 @@ class WalletQueryAsyncStub(WalletQueryStub):
     """The balance of a wallet at one instant."""
 
 class WalletQueryServicer(metaclass=_abc_1.ABCMeta):
-    """The read side: answers from the PostgreSQL read model."""
+    """The read side: answers from the PostgreSQL read model.
+    Every call carries metadata `authorization: Bearer <JWT>` whose `wallets` claim allows
+    wallet_id: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet.
+    """
 
     @_abc_1.abstractmethod
     def GetBalanceHistory(
