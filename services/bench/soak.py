@@ -73,7 +73,8 @@ INTERVALS = 12
 MIN_INTERVAL_SECONDS = 5.0
 WARMUP_INTERVALS = 2
 FLAT_RATIO = 1.2
-WORKERS = 16
+# Enough that a stall of a few seconds queues no request behind busy threads.
+WORKERS = 64
 CALL_TIMEOUT_SECONDS = 10.0
 # Below uvicorn's 5 s keep-alive: the client drops an idle connection before the server
 # closes it under a request in flight.
@@ -309,6 +310,7 @@ INTERVAL_HEADERS = [
     "errors",
     *(f"{kind} p50/p99 ms" for kind in KINDS),
     "as_of age p50/max s",
+    "sent late",
     *(f"{column} MB" for column in COLUMNS.values()),
 ]
 
@@ -323,6 +325,7 @@ def _interval_row(
         _errors_text(outcomes),
         *(_latency_text([o.seconds for o in outcomes if o.ok and o.kind == k]) for k in KINDS),
         f"{percentile(ages, 50):.2f}/{max(ages):.2f}" if ages else "n/a",
+        str(sum(o.behind > BEHIND_SECONDS for o in outcomes)),
         *(_mb(rss[role]) if role in rss else "-" for role in COLUMNS),
     ]
 
@@ -352,13 +355,12 @@ def _drained(outcomes: "queue.SimpleQueue[Outcome]") -> list[Outcome]:
 
 
 def _drive(
-    load: Load, started: RunningStack, pgdata: Path | None, seconds: float, rate: float
+    load: Load, started: RunningStack, stack: Stack, log: Path, seconds: float, rate: float
 ) -> Samples:
     """Sends the paced requests for `seconds`, printing a row at the end of each interval;
     then waits for the answers still on their way."""
     interval, rows = _intervals(seconds)
-    samples = Samples()
-    pid = started.process.pid
+    samples, pid, pgdata = Samples(), started.process.pid, stack.pgdata
     samples.rss.append((0.0, rss_by_role(pid, pgdata)))
     _out(markdown_table(INTERVAL_HEADERS, []))
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="soak-client") as pool:
@@ -369,7 +371,8 @@ def _drive(
             if now >= row_at:
                 if started.process.poll() is not None:
                     raise StackFailed(
-                        f"wallet dev exited with {started.process.returncode} during the soak"
+                        f"wallet dev exited with {started.process.returncode} during the soak "
+                        f"(0: it was sent SIGTERM or SIGINT): {tail(log)}"
                     )
                 outcomes = _drained(load.outcomes)
                 samples.outcomes += outcomes
@@ -508,9 +511,10 @@ def _setup_text(stack: Stack, seconds: float, rate: float, ready: float) -> str:
         f"One row every {interval:.0f} s: requests/s answered as expected (201 or 200 for a "
         "deposit, 200 for a read), errors as `kind status` (or the exception that stood in "
         "for an answer), latency of the expected answers, the age of as_of in the balance "
-        "answers (the updater's last finished pass: how far the read model trails), and the "
-        "RSS of each process (PostgreSQL: postmaster plus backends, shared buffers counted "
-        "once per process)."
+        "answers (the updater's last finished pass: how far the read model trails), how many "
+        f"requests were sent more than {BEHIND_SECONDS * 1000:.0f} ms after they were due "
+        "(the client fell behind), and the RSS of each process (PostgreSQL: postmaster plus "
+        "backends, shared buffers counted once per process)."
     )
 
 
@@ -647,7 +651,7 @@ def _soak(seconds: float, rate: float) -> int:
             try:
                 cpu_before = _cpu_by_role(pid, stack.pgdata)
                 load_started = time.perf_counter()
-                samples = _drive(load, started, stack.pgdata, seconds, rate)
+                samples = _drive(load, started, stack, log, seconds, rate)
                 load_seconds = time.perf_counter() - load_started
                 cpu = {
                     role: spent - cpu_before.get(role, 0.0)
