@@ -7,9 +7,11 @@ import sys
 import threading
 
 from services.ledger.adapters.database import create_database_engine
+from services.ledger.adapters.read_store import read_model_as_of
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.metrics import serve_metrics
 from services.ledger.settings import Settings
+from services.updater import metrics
 from services.updater.positions import CheckpointLost
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
@@ -29,7 +31,8 @@ def _kill_self() -> None:
 def run_updater(
     settings: Settings, database_url: str, *, follow: bool, rebuild: bool, segments: int
 ) -> int:
-    store = ProjectionStore(create_database_engine(database_url, pool_size=2))
+    engine = create_database_engine(database_url, pool_size=2)
+    store = ProjectionStore(engine)
     reader = StreamReader(dynamodb_client(), streams_client(), settings.table_name)
     # The crash-safety tests kill the updater between writing rows and committing.
     before_commit = _kill_self if settings.updater_kill_before_commit else (lambda: None)
@@ -45,6 +48,9 @@ def run_updater(
                 report = projector.run_pass()
             elif follow:
                 # Only a lasting updater is worth scraping; a single pass is over before that.
+                # Its lag starts as old as the read model, not at this process's start.
+                with engine.connect() as connection:
+                    metrics.start_lag_from(read_model_as_of(connection))
                 try:
                     serve_metrics(settings.listen_host, settings.updater_metrics_port)
                 except OSError as error:

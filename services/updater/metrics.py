@@ -1,6 +1,7 @@
 """Prometheus metrics of the updater: its passes, the stream records they read, and how far
 the read model lags behind the table."""
 
+import math
 import time
 from datetime import datetime
 
@@ -17,6 +18,9 @@ PASSES = Counter(
     "checkpoint_lost (records gone from the stream: only `wallet update --rebuild` helps).",
     ["outcome"],
 )
+# Every outcome is on the page from the start, at 0: "no failed pass" is a sample, not a gap.
+for _outcome in ("completed", "failed", "checkpoint_lost"):
+    PASSES.labels(_outcome)
 PASS_DURATION = Histogram(
     "wallet_updater_pass_duration_seconds",
     "Time a completed updater pass took, from its start to its commit.",
@@ -26,22 +30,30 @@ LAG = Gauge(
     "wallet_updater_lag_seconds",
     "Seconds since the start of the last pass this updater completed, i.e. the age of the "
     "read model's as_of: every record acknowledged before then is in the read model, later "
-    "ones may not be. Until this process completes a pass, counted from its start.",
+    "ones may not be. Until this process completes a pass, the stored as_of's age (+Inf when "
+    "no pass has ever completed).",
 )
 
 
 class _LastPass:
-    """When the last completed pass began, as epoch seconds (read at scrape time)."""
+    """When the last completed pass began, as epoch seconds (read at scrape time); None
+    while no pass is known to have completed."""
 
     def __init__(self) -> None:
-        self.started = time.time()
+        self.started: float | None = None
 
     def age(self) -> float:
-        return time.time() - self.started
+        return math.inf if self.started is None else time.time() - self.started
 
 
 _LAST_PASS = _LastPass()
 LAG.set_function(_LAST_PASS.age)
+
+
+def start_lag_from(as_of: datetime | None) -> None:
+    """Starts the lag from the read model's stored as_of (None: never projected), so that a
+    restarted updater reports how far behind the read model is, not how long it has run."""
+    _LAST_PASS.started = None if as_of is None else as_of.timestamp()
 
 
 def pass_completed(started: datetime, seconds: float, records_read: int) -> None:

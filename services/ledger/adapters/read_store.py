@@ -115,15 +115,28 @@ class PostgresReadStore:
             with driver.cursor() as cursor:
                 cursor.execute(statement, parameters)
                 points: list[PointTotals] = cursor.fetchall()
-            as_of = connection.execute(_AS_OF).scalar_one_or_none()
+            as_of = read_model_as_of(connection)
         return History(points=points, as_of=as_of)
 
     def balance(self, wallet_id: str, instant: datetime) -> Balance:
         """The sum of all records before `instant` (a 15-minute-aligned UTC instant)."""
         with _snapshot(self._engine) as connection:
             balance = _balance_before(connection, wallet_id, instant)
-            as_of = connection.execute(_AS_OF).scalar_one_or_none()
+            as_of = read_model_as_of(connection)
         return Balance(balance=balance, as_of=as_of)
+
+    def as_of(self) -> datetime | None:
+        """The read model's as_of alone, as the answers report it (None: never projected).
+        One single-row read; raises ReadStoreUnavailable as the answers do."""
+        with _snapshot(self._engine) as connection:
+            return read_model_as_of(connection)
+
+
+def read_model_as_of(connection: Connection) -> datetime | None:
+    """The start of the last completed updater pass: every record acknowledged before it is
+    in the read model. None while no pass has completed."""
+    as_of: datetime | None = connection.execute(_AS_OF).scalar_one_or_none()
+    return as_of
 
 
 @contextmanager
