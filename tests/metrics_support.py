@@ -20,6 +20,21 @@ def scraped_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], f
     }
 
 
-def scraped(text: str, name: str, **labels: str) -> float:
-    """One sample of a metrics page; 0 when the page has none such."""
-    return scraped_samples(text).get((name, frozenset(labels.items())), 0.0)
+def scraped(text: str, name: str, **labels: str) -> float | None:
+    """One sample of a metrics page; None when the page has none such. A labelled series
+    appears with its first count, and a misspelled name or label never does, so only the
+    caller can tell "not counted yet" (before) from "no such series" (after)."""
+    return scraped_samples(text).get((name, frozenset(labels.items())))
+
+
+def label_values(text: str, name: str, label: str) -> set[str]:
+    """The values `label` takes in the samples `name` on a metrics page. Raises KeyError
+    when no sample of that name has that label (a misspelled name or label)."""
+    values = {
+        dict(labels)[label]
+        for sample_name, labels in scraped_samples(text)
+        if sample_name == name and label in dict(labels)
+    }
+    if not values:
+        raise KeyError(f"no sample {name} with a label {label!r} on the page")
+    return values
