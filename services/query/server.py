@@ -5,6 +5,7 @@ from services.ledger.adapters.read_store import PostgresReadStore
 from services.ledger.grpc_auth import auth_interceptors
 from services.ledger.grpc_server import GrpcService
 from services.ledger.settings import Settings
+from services.query.metrics import watch_read_model
 from services.query.servicer import WalletQueryServicer
 from wallet.v1 import query_pb2, query_pb2_grpc
 
@@ -18,7 +19,10 @@ def build(settings: Settings, database_url: str, port: int | None = None) -> Grp
     engine = create_database_engine(
         database_url, pool_size=settings.database_pool_size, statement_timeout_ms=10_000
     )
-    servicer = WalletQueryServicer(PostgresReadStore(engine))
+    store = PostgresReadStore(engine)
+    # Read at each scrape, on this engine: its timeouts bound how long a scrape can wait.
+    watch_read_model(store.as_of)
+    servicer = WalletQueryServicer(store)
     return GrpcService(
         service_names=[SERVICE_NAME],
         add_servicers=lambda server: query_pb2_grpc.add_WalletQueryServicer_to_server(

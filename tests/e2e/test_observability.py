@@ -132,6 +132,10 @@ def test_every_process_counts_the_requests_made_through_the_gateway(
     lag = scraped(after["updater"], "wallet_updater_lag_seconds")
     assert lag is not None
     assert 0 <= lag < 10
+    # The query service reads the same as_of from the read model at each scrape.
+    age = scraped(after["query"], "wallet_read_model_age_seconds")
+    assert age is not None
+    assert 0 <= age < 10
 
 
 def log_lines(stack: DevStack, wanted: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:

@@ -1,22 +1,28 @@
 """The services' metrics and trace ids, over real sockets: the in-process command and query
 services count every call by method and status code and every write by its outcome, log the
-trace id the caller sent, and an updater pass counts what it read."""
+trace id the caller sent, an updater pass counts what it read, and the query service reports
+the read model's age."""
 
 import logging
+import math
 import re
+import time
 from datetime import UTC, datetime
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.grpc_server import GrpcService
 from services.ledger.settings import Settings
+from services.local.dynamodb_local import free_port
+from services.query import server as query_server
 from services.updater.projection_store import ProjectionStore
-from services.updater.projector import Projector
+from services.updater.projector import PassReport, Projector
 from services.updater.stream_reader import StreamReader, streams_client
 from tests.integration.conftest import deposit_request
 from tests.metrics_support import sample
@@ -148,6 +154,19 @@ def test_the_trace_id_sent_in_metadata_is_in_the_call_line(
     assert AWS_FORMAT.fullmatch(str(untraced["trace_id"]))
 
 
+def run_pass(settings: Settings, database_url: str) -> PassReport:
+    """One updater pass over the test's table into the test's read model."""
+    engine: Engine = create_database_engine(database_url, pool_size=1)
+    projector = Projector(
+        StreamReader(dynamodb_client(), streams_client(), settings.table_name),
+        ProjectionStore(engine),
+    )
+    try:
+        return projector.run_pass()
+    finally:
+        engine.dispose()
+
+
 def test_an_updater_pass_counts_the_stream_records_it_read(
     command_stub: command_pb2_grpc.WalletCommandStub, settings: Settings, database_url: str
 ) -> None:
@@ -155,20 +174,59 @@ def test_an_updater_pass_counts_the_stream_records_it_read(
         command_stub.RecordTransaction(
             deposit_request(request_id=f"u-{number}", occurred_at=OCCURRED)
         )
-    engine: Engine = create_database_engine(database_url, pool_size=1)
-    projector = Projector(
-        StreamReader(dynamodb_client(), streams_client(), settings.table_name),
-        ProjectionStore(engine),
-    )
     completed = sample("wallet_updater_passes_total", outcome="completed")
     read = sample("wallet_updater_stream_records_read_total")
-    try:
-        report = projector.run_pass()
-    finally:
-        engine.dispose()
+    report = run_pass(settings, database_url)
 
     # Three records and three aggregate updates, each a stream record.
     assert report.records_read == 6
     assert sample("wallet_updater_stream_records_read_total") - read == 6
     assert sample("wallet_updater_passes_total", outcome="completed") - completed == 1
     assert 0 <= sample("wallet_updater_lag_seconds") < 30
+
+
+def read_model_age() -> float | None:
+    """The query service's gauge as a scrape computes it; None when it has no sample."""
+    return REGISTRY.get_sample_value("wallet_read_model_age_seconds")
+
+
+def test_before_any_pass_the_read_model_age_is_infinite(
+    query_stub: query_pb2_grpc.WalletQueryStub,
+) -> None:
+    # As the answers say "never" with no as_of, the age is unbounded: alerts on it fire.
+    answer = query_stub.GetBalance(query_pb2.GetBalanceRequest(wallet_id="w1"))
+    assert not answer.HasField("as_of")
+    assert read_model_age() == math.inf
+
+
+def test_after_a_pass_the_read_model_age_is_that_of_the_as_of_the_answers_report(
+    command_stub: command_pb2_grpc.WalletCommandStub,
+    query_stub: query_pb2_grpc.WalletQueryStub,
+    settings: Settings,
+    database_url: str,
+) -> None:
+    command_stub.RecordTransaction(deposit_request(request_id="aged", occurred_at=OCCURRED))
+    run_pass(settings, database_url)
+    time.sleep(1)
+
+    age = read_model_age()
+    answer = query_stub.GetBalance(query_pb2.GetBalanceRequest(wallet_id="w1"))
+
+    assert answer.balance == "1.1"
+    as_of = answer.as_of.ToDatetime(tzinfo=UTC)
+    assert age is not None
+    assert 1 <= age < 30
+    assert age == pytest.approx((datetime.now(UTC) - as_of).total_seconds(), abs=0.5)
+
+
+def test_an_unreachable_read_model_has_no_age_sample_and_does_not_hold_the_scrape(
+    settings: Settings,
+) -> None:
+    nothing_listening = f"postgresql://postgres@127.0.0.1:{free_port()}/wallet"
+    service = query_server.build(settings, nothing_listening, port=0)  # watches its read model
+    try:
+        started = time.monotonic()
+        assert read_model_age() is None
+        assert time.monotonic() - started < 5
+    finally:
+        service.stop(grace=0)
