@@ -47,9 +47,13 @@ def _grpc_serving(port: int) -> bool:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        response = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=_TIMEOUT
-        )
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=_TIMEOUT
+            )
+        except grpc.RpcError as error:
+            # At its concurrency bound the server refuses every call, probes too: busy, alive.
+            return bool(error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 

@@ -4,20 +4,24 @@ a per-client rate limit. Routes take `Caller` as a dependency."""
 import asyncio
 import hashlib
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Path, Request
+from fastapi import Request
 from fastapi.security import HTTPBearer
 
-from gateway.problems import Problem
+from gateway.problems import BEARER_CHALLENGE, Problem
 from gateway.rate_limit import RateLimiter
-from services.auth.tokens import Grant, InvalidToken, TokenVerifier, bearer_token
-from services.ledger.domain.ids import WALLET_ID_PATTERN
-from services.ledger.grpc_auth import AUTHORIZATION
+from gateway.schemas import WalletIdPath
+from services.auth.tokens import (
+    AUTHORIZATION,
+    Grant,
+    InvalidToken,
+    KeysUnavailable,
+    TokenVerifier,
+    bearer_token,
+)
 
-_REALM = 'Bearer realm="wallet-ledger"'
 SEED_WALLET = "default"
-WalletIdPath = Annotated[str, Path(pattern=f"^{WALLET_ID_PATTERN.pattern}$", examples=["alice"])]
+_KEYS_RETRY_AFTER_SECONDS = "5"
 
 
 @dataclass(frozen=True)
@@ -39,19 +43,28 @@ class Gatekeeper:
             self._limiter.admit(_client_address(request))
             return Caller(metadata=())
         authorization = request.headers.get(AUTHORIZATION)
+        token = None
+        grant: Grant | InvalidToken
         try:
-            grant: Grant | InvalidToken = await self._verify(bearer_token(authorization))
+            token = bearer_token(authorization)
+            grant = await self._verify(token)
         except InvalidToken as error:
             grant = error
+        except KeysUnavailable as error:
+            raise Problem(
+                503,
+                "the keys that sign tokens cannot be fetched; retry",
+                headers={"Retry-After": _KEYS_RETRY_AFTER_SECONDS},
+            ) from error
         # Limited before refusing, so guessing tokens is as slow as using one.
-        self._limiter.admit(_client_key(request, authorization, grant))
+        self._limiter.admit(_client_key(request, token, grant))
         if isinstance(grant, InvalidToken):
             raise _unauthenticated(grant, had_token=authorization is not None)
         if not grant.allows(wallet_id):
             raise Problem(
                 403,
                 f"the token does not allow the wallet {wallet_id!r}",
-                headers={"WWW-Authenticate": f'{_REALM}, error="insufficient_scope"'},
+                headers={"WWW-Authenticate": f'{BEARER_CHALLENGE}, error="insufficient_scope"'},
             )
         assert authorization is not None  # a grant came from it
         return Caller(metadata=((AUTHORIZATION, authorization),))
@@ -65,20 +78,20 @@ class Gatekeeper:
 
 def _unauthenticated(error: InvalidToken, *, had_token: bool) -> Problem:
     # RFC 6750 §3: no error code when the request carried no credentials at all.
-    challenge = f'{_REALM}, error="invalid_token", error_description="{error}"'
+    challenge = f'{BEARER_CHALLENGE}, error="invalid_token", error_description="{error}"'
     return Problem(
-        401, str(error), headers={"WWW-Authenticate": challenge if had_token else _REALM}
+        401, str(error), headers={"WWW-Authenticate": challenge if had_token else BEARER_CHALLENGE}
     )
 
 
-def _client_key(request: Request, authorization: str | None, grant: Grant | InvalidToken) -> str:
+def _client_key(request: Request, token: str | None, grant: Grant | InvalidToken) -> str:
     """Whom a request counts against: the token's subject, else the token, else the
     client's address (uvicorn takes it from X-Forwarded-For behind the load balancer)."""
     if isinstance(grant, Grant):
         if grant.subject is not None:
             return f"sub:{grant.subject}"
-        assert authorization is not None
-        return "token:" + hashlib.sha256(authorization.encode()).hexdigest()[:32]
+        assert token is not None  # a grant came from it
+        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
     return _client_address(request)
 
 
@@ -92,7 +105,7 @@ bearer_scheme = HTTPBearer(
     description="A JWT whose `wallets` claim lists the wallets it may use (`*`: all). "
     "`wallet token --wallet W` mints one for `wallet dev`.",
 )
-API_PROBLEMS = (401, 403, 429)
+API_PROBLEMS = (401, 403, 429)  # and 503 when the token keys cannot be fetched
 
 
 async def _admit(request: Request, wallet_id: str) -> Caller:

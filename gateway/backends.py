@@ -36,6 +36,8 @@ async def _serving(channel: grpc.aio.Channel) -> bool:
         response = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=_READINESS_TIMEOUT
         )
-    except grpc.RpcError:
-        return False
+    except grpc.RpcError as error:
+        # At its concurrency bound a service refuses probes too: it is busy, not down, and
+        # taking this gateway out of the load balancer would not help it.
+        return bool(error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)

@@ -15,6 +15,7 @@ from services.ledger.grpc_errors import field_violations
 log = logging.getLogger("wallet.gateway")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+BEARER_CHALLENGE = 'Bearer realm="wallet-ledger"'
 
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -76,6 +77,9 @@ class Problem(Exception):
         if errors:  # the service's message names its gRPC fields; say the API's names
             detail = "; ".join(f"{field}: {text}" for field, text in errors.items())
         headers = {"Retry-After": "1"} if status in (409, 429, 503) else {}
+        if status == 401:  # RFC 9110: a 401 names its scheme
+            headers["WWW-Authenticate"] = BEARER_CHALLENGE
+
         return cls(status, detail, errors=errors, headers=headers)
 
     def response(self) -> JSONResponse:

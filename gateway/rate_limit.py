@@ -1,7 +1,10 @@
 """Per-client rate limits at the gateway (429 with Retry-After).
 
-Counted in this process's memory with a moving window: each gateway task limits on its own,
-so behind a load balancer with N tasks a client may get up to N times the limit.
+Counted in this process's memory with a sliding window counter (two counters per client and
+limit, dropped two windows after the client's last request, so memory follows the clients
+of the last two windows, however many distinct keys an attacker sends). Each gateway task
+limits on its own: behind a load balancer with N tasks a client may get up to N times the
+limit.
 """
 
 import math
@@ -20,9 +23,11 @@ def parse_rate_limit(spec: str) -> list[RateLimitItem]:
 
 
 class RateLimiter:
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, counters: storage.MemoryStorage | None = None) -> None:
         self._limits = parse_rate_limit(spec)
-        self._window = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        self._window = strategies.SlidingWindowCounterRateLimiter(
+            counters or storage.MemoryStorage()
+        )
 
     def admit(self, client: str) -> None:
         """Counts one request of `client`, or raises a 429 problem when over a limit (a

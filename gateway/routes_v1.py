@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 
 from gateway import calls
-from gateway.auth import API_PROBLEMS, Caller, WalletIdPath, bearer_scheme, wallet_caller
+from gateway.auth import API_PROBLEMS, Caller, bearer_scheme, wallet_caller
 from gateway.backends import Backends
 from gateway.bodies import deposit_request
 from gateway.problems import problem_responses
-from gateway.schemas import BalanceOut, HistoryOut, RecordIn, RecordOut
+from gateway.schemas import BalanceOut, HistoryOut, RecordIn, RecordOut, WalletIdPath
 from wallet.v1 import records_pb2
 
 _INSTANT = "RFC 3339 with an offset"

@@ -1,6 +1,11 @@
 """The JSON shapes the gateway answers with, for OpenAPI and its examples."""
 
+from typing import Annotated
+
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from services.ledger.domain.ids import WALLET_ID_PATTERN
 
 _RECORD_EXAMPLE: dict[str, JsonValue] = {
     "wallet_id": "alice",
@@ -9,6 +14,9 @@ _RECORD_EXAMPLE: dict[str, JsonValue] = {
     "amount": "1.1",
     "recorded_at": "2026-11-27T12:00:00.123456Z",
 }
+
+
+WalletIdPath = Annotated[str, Path(pattern=f"^{WALLET_ID_PATTERN.pattern}$", examples=["alice"])]
 
 
 class RecordIn(BaseModel):

@@ -271,7 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exit_code: int = args.run(args)
     except ValidationError as error:  # a WALLET_* variable that does not parse
-        print(f"wallet {args.command}: invalid settings:\n{error}", file=sys.stderr)
+        # Without the values: a secret that fails validation must not reach the logs.
+        problems = "\n".join(
+            f"  {'.'.join(str(part) for part in e['loc'])}: {e['msg']}"
+            for e in error.errors(include_input=False, include_url=False)
+        )
+        print(f"wallet {args.command}: invalid settings:\n{problems}", file=sys.stderr)
         return 2
     return exit_code
 

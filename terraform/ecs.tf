@@ -72,9 +72,9 @@ locals {
         { name = "WALLET_AUTH_ISSUER", value = var.auth_issuer },
         { name = "WALLET_AUTH_AUDIENCE", value = var.auth_audience },
         { name = "WALLET_RATE_LIMIT", value = var.rate_limit },
-        # Only the load balancer reaches the task (security group), so its X-Forwarded-For
-        # names the client.
-        { name = "WALLET_TRUSTED_PROXIES", value = "*" },
+        # The load balancer's nodes, which append the client's address to X-Forwarded-For;
+        # the gateway takes the rightmost address not in the VPC as the client (rate limits).
+        { name = "WALLET_TRUSTED_PROXIES", value = local.vpc_cidrs },
         { name = "WALLET_SHUTDOWN_GRACE_SECONDS", value = tostring(var.shutdown_grace_seconds) },
         { name = "WALLET_LOG_LEVEL", value = var.log_level },
       ]

@@ -235,3 +235,12 @@ resource "aws_vpc_security_group_egress_rule" "task_https" {
   to_port           = 443
   cidr_ipv4         = "0.0.0.0/0"
 }
+
+# The VPC's address ranges: the gateway believes X-Forwarded-For from peers in them.
+data "aws_vpc" "selected" {
+  id = var.vpc_id
+}
+
+locals {
+  vpc_cidrs = join(",", data.aws_vpc.selected.cidr_block_associations[*].cidr_block)
+}

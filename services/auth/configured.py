@@ -64,7 +64,10 @@ def ensure_dev_secret(dev_dir: Path) -> str:
 
 
 def signing_secret(settings: Settings) -> str | None:
-    """The secret `wallet token` signs with: WALLET_AUTH_HS256_SECRET, else the dev stack's."""
+    """The secret `wallet token` signs with: WALLET_AUTH_HS256_SECRET, else the dev stack's;
+    none where tokens come from a JWKS (the services would refuse HS256 tokens)."""
+    if settings.auth_jwks_url is not None:
+        return None
     if settings.auth_hs256_secret is not None:
         return settings.auth_hs256_secret.get_secret_value()
     path = dev_secret_path(settings.dev_dir)

@@ -16,16 +16,27 @@ from urllib.request import url2pathname
 
 import jwt
 
+AUTHORIZATION = "authorization"  # the HTTP header, and the gRPC metadata key
 ALL_WALLETS = "*"
 DEV_ALGORITHM = "HS256"
 JWKS_ALGORITHMS = ("RS256", "ES256")
 # Clocks of the issuer and of our tasks may disagree by a little.
 _LEEWAY = timedelta(seconds=30)
 _JWKS_FETCH_TIMEOUT_SECONDS = 5.0
+# Known keys are trusted this long without refetching, so an identity provider outage does
+# not stop verification. A token naming an unknown key id refetches (rotation), at most once
+# per cooldown, so made-up key ids cannot hammer the identity provider.
+_JWKS_CACHE_SECONDS = 3600
+JWKS_REFETCH_COOLDOWN_SECONDS = 5.0
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class InvalidToken(Exception):
     """The token is missing, malformed, expired, or not for us; the text says which."""
+
+
+class KeysUnavailable(Exception):
+    """The JWKS could not be fetched or read: the token may be fine; retry later."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +69,15 @@ class TokenVerifier:
         self._jwks_client: jwt.PyJWKClient | None = None
         self._jwk_set: jwt.PyJWKSet | None = None
         if jwks_url is not None and urlsplit(jwks_url).scheme in ("http", "https"):
-            # Caches the key set, refetching after its lifespan or (at most every 30 s) when
-            # a token names a key id it does not hold, i.e. after the issuer rotates keys.
-            self._jwks_client = jwt.PyJWKClient(jwks_url, timeout=_JWKS_FETCH_TIMEOUT_SECONDS)
+            if not _https_or_loopback(jwks_url):
+                # Keys fetched in the clear could be swapped for an attacker's.
+                raise ValueError(f"the JWKS URL must be https: {jwks_url}")
+            self._jwks_client = jwt.PyJWKClient(
+                jwks_url,
+                timeout=_JWKS_FETCH_TIMEOUT_SECONDS,
+                lifespan=_JWKS_CACHE_SECONDS,
+                cooldown_duration=JWKS_REFETCH_COOLDOWN_SECONDS,
+            )
         elif jwks_url is not None:
             # A file (file: URL or path) is read once: rotate keys by restarting the tasks.
             is_url = jwks_url.startswith("file:")
@@ -77,7 +94,7 @@ class TokenVerifier:
             key: Any
             algorithms: Iterable[str] = JWKS_ALGORITHMS
             if self._jwks_client is not None:
-                key = self._jwks_client.get_signing_key_from_jwt(token)
+                key = _fetched_key(self._jwks_client, token)
             elif self._jwk_set is not None:
                 key = _key_in_set(self._jwk_set, token)
             else:
@@ -91,11 +108,27 @@ class TokenVerifier:
                 leeway=_LEEWAY,
                 options={"require": ["exp", "iss", "aud"]},
             )
-        except jwt.PyJWKClientConnectionError as error:
-            raise InvalidToken("the token's signing keys cannot be fetched") from error
         except jwt.PyJWTError as error:
             raise InvalidToken(_reason(error)) from error
         return Grant(subject=_subject(claims), wallets=_wallets(claims))
+
+
+def _https_or_loopback(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "https" or parts.hostname in _LOOPBACK
+
+
+def _fetched_key(jwks: jwt.PyJWKClient, token: str) -> jwt.PyJWK:
+    """The token's key from the JWKS URL (cached); KeysUnavailable when the key set cannot
+    be fetched or is not a key set, which says nothing about the token."""
+    try:
+        return jwks.get_signing_key_from_jwt(token)
+    except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError) as error:
+        raise KeysUnavailable(str(error)) from error
+    except jwt.PyJWTError:
+        raise
+    except ValueError as error:  # a response that is not JSON (e.g. an HTML error page)
+        raise KeysUnavailable(f"the JWKS is not JSON: {error}") from error
 
 
 def _key_in_set(key_set: jwt.PyJWKSet, token: str) -> jwt.PyJWK:

@@ -8,10 +8,15 @@ from typing import Any
 import grpc
 
 from services.auth.configured import load_verifier
-from services.auth.tokens import InvalidToken, TokenVerifier, bearer_token
+from services.auth.tokens import (
+    AUTHORIZATION,
+    InvalidToken,
+    KeysUnavailable,
+    TokenVerifier,
+    bearer_token,
+)
 from services.ledger.settings import Settings
 
-AUTHORIZATION = "authorization"
 # Load balancer probes carry no token; reflection describes the public API and no data.
 _OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -28,7 +33,8 @@ def auth_interceptors(settings: Settings) -> list["AuthInterceptor"]:
 
 
 class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet."""
+    """UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another wallet (or for
+    a method whose request names no wallet: none is open to every token by accident)."""
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
@@ -45,16 +51,19 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             # Only unary methods are guarded below; a streaming one stays closed until it is.
             return None
         behaviour = handler.unary_unary
-        authorization = dict(handler_call_details.invocation_metadata or ()).get(AUTHORIZATION)
+        sent = dict(handler_call_details.invocation_metadata or ()).get(AUTHORIZATION)
+        authorization = sent if isinstance(sent, str) else None  # bytes only for -bin keys
 
         def authorized(request: Any, context: grpc.ServicerContext) -> Any:
             # Verified here, on a worker thread: fetching a JWKS must not stall the server.
             try:
-                grant = self._verifier.verify(bearer_token(_text(authorization)))
+                grant = self._verifier.verify(bearer_token(authorization))
             except InvalidToken as error:
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
+            except KeysUnavailable:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the token keys are unavailable")
             wallet_id = getattr(request, "wallet_id", None)
-            if wallet_id is not None and not grant.allows(wallet_id):
+            if not isinstance(wallet_id, str) or not grant.allows(wallet_id):
                 context.abort(
                     grpc.StatusCode.PERMISSION_DENIED, "the token does not allow this wallet"
                 )
@@ -65,7 +74,3 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
-
-
-def _text(value: str | bytes | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value

@@ -72,6 +72,18 @@ def test_a_client_over_its_limit_gets_429_with_retry_after(limited_gateway: str)
         assert all(client.get("/healthz").status_code == 200 for _ in range(LIMIT + 1))
 
 
+def test_the_client_address_is_the_one_the_trusted_proxy_appended(limited_gateway: str) -> None:
+    """Behind the load balancer (a trusted peer) the client is the rightmost untrusted
+    X-Forwarded-For entry: what a client writes into the header itself changes nothing."""
+    path = f"/v1/wallets/{new_wallet('spoof')}/balance"
+    with httpx.Client(base_url=limited_gateway, timeout=HTTP_TIMEOUT) as client:
+        statuses = [
+            client.get(path, headers={"X-Forwarded-For": f"10.9.9.{n}, 203.0.113.7"}).status_code
+            for n in range(LIMIT + 1)
+        ]
+    assert statuses == [401] * LIMIT + [429]
+
+
 def test_requests_without_a_valid_token_are_limited_by_address(limited_gateway: str) -> None:
     path = f"/v1/wallets/{new_wallet('guess')}/balance"
     guesses = [f"Bearer guess-{attempt}" for attempt in range(LIMIT)]

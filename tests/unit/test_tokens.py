@@ -3,7 +3,11 @@
 import base64
 import hashlib
 import hmac
+import http.server
 import json
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from services.auth.tokens import (
+    JWKS_REFETCH_COOLDOWN_SECONDS,
     Grant,
     InvalidToken,
+    KeysUnavailable,
     TokenVerifier,
     bearer_token,
     mint_token,
@@ -186,6 +192,111 @@ def test_jwks_refuses_unknown_keys_hs256_and_key_confusion(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     confused = hmac_token(public_pem, {"kid": "rsa-1"})
-    for token in (forged, unknown_kid, dev_token, confused):
-        with pytest.raises(InvalidToken):
+    refusals = {
+        forged: "signature",
+        unknown_kid: "signature",
+        dev_token: "algorithm",
+        confused: "algorithm",
+    }
+    for token, reason in refusals.items():
+        with pytest.raises(InvalidToken, match=reason):
             jwks_verifier.verify(token)
+
+
+# --- JWKS over HTTP(S): fetched, cached, refetched on rotation, and outages ------------------
+
+
+class JwksServer:
+    """Serves a key set (or anything else) on a loopback port, counting fetches."""
+
+    def __init__(self) -> None:
+        self.body = b"{}"
+        self.fetches = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.fetches += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(server.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/jwks.json"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._thread.start()
+
+    def serve_keys(self, *keys: tuple[str, rsa.RSAPrivateKey]) -> None:
+        jwks = [
+            {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": kid}
+            for kid, key in keys
+        ]
+        self.body = json.dumps({"keys": jwks}).encode()
+
+    def stop(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[JwksServer]:
+    server = JwksServer()
+    yield server
+    server.stop()
+
+
+def rs256(key: rsa.RSAPrivateKey, kid: str) -> str:
+    return jwt.encode(claims(), key, algorithm="RS256", headers={"kid": kid})
+
+
+def test_keys_are_fetched_once_then_refetched_for_a_new_key_id(
+    jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    jwks_server.serve_keys(("one", rsa_key))
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_url=jwks_server.url)
+    assert verifier.fetches_keys
+    for _ in range(3):
+        assert verifier.verify(rs256(rsa_key, "one")).allows("alice")
+    assert jwks_server.fetches == 1
+    rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks_server.serve_keys(("one", rsa_key), ("two", rotated))
+    # Within the cooldown an unknown key id is refused without asking the issuer again.
+    with pytest.raises(InvalidToken):
+        verifier.verify(rs256(rotated, "two"))
+    assert jwks_server.fetches == 1
+    time.sleep(JWKS_REFETCH_COOLDOWN_SECONDS + 0.2)
+    assert verifier.verify(rs256(rotated, "two")).allows("alice")
+    assert jwks_server.fetches == 2
+
+
+def test_an_outage_of_the_key_set_is_not_an_invalid_token(
+    jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_url=jwks_server.url)
+    jwks_server.body = b"<html>maintenance</html>"
+    with pytest.raises(KeysUnavailable):
+        verifier.verify(rs256(rsa_key, "one"))
+    jwks_server.stop()
+    with pytest.raises(KeysUnavailable):
+        TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_url=jwks_server.url).verify(
+            rs256(rsa_key, "one")
+        )
+
+
+def test_cached_keys_keep_verifying_while_the_key_set_is_down(
+    jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    jwks_server.serve_keys(("one", rsa_key))
+    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_url=jwks_server.url)
+    verifier.verify(rs256(rsa_key, "one"))
+    jwks_server.stop()
+    assert verifier.verify(rs256(rsa_key, "one")).allows("alice")
+
+
+def test_a_jwks_url_in_the_clear_is_refused_unless_loopback() -> None:
+    with pytest.raises(ValueError, match="https"):
+        TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_url="http://idp.example/jwks")
