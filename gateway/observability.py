@@ -9,7 +9,8 @@ from contextvars import ContextVar
 
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.ledger.trace_ids import accepted_trace_id, new_trace_id
@@ -56,7 +57,7 @@ class RequestObservability:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == METRICS_PATH:
+        if scope["type"] != "http" or _is_scrape(scope):
             await self.app(scope, receive, send)
             return
         received = dict(scope["headers"]).get(TRACE_HEADER.lower().encode("latin-1"))
@@ -81,10 +82,17 @@ class RequestObservability:
             _observe(scope, status, time.perf_counter() - started, trace_id)
 
 
+def _is_scrape(scope: Scope) -> bool:
+    """A request for /metrics that came through no proxy: not counted, logged or traced."""
+    return scope["path"] == METRICS_PATH and not came_through_a_proxy(Headers(scope=scope))
+
+
 def _observe(scope: Scope, status: int, seconds: float, trace_id: str) -> None:
     method = scope["method"] if scope["method"] in _METHODS else "other"
     # The router leaves the matched route in the scope; its path is the template.
     route = getattr(scope.get("route"), "path", _UNMATCHED)
+    if route == METRICS_PATH:  # through a proxy, where /metrics is an unknown path
+        route = _UNMATCHED
     REQUESTS.labels(method, route, str(status)).inc()
     REQUEST_DURATION.labels(method, route).observe(seconds)
     if scope["path"] in _PROBES and status < 400:
@@ -115,6 +123,18 @@ def with_trace_header(
     return handle
 
 
+def came_through_a_proxy(headers: Headers) -> bool:
+    """Whether a proxy forwarded the request: it carries Forwarded (RFC 7239) or an
+    X-Forwarded-* header. AWS's load balancer adds X-Forwarded-For, -Proto and -Port to
+    every request; a scraper that reaches the task directly sends none of them."""
+    names = {name.lower() for name in headers}
+    return any(name == "forwarded" or name.startswith("x-forwarded-") for name in names)
+
+
 async def metrics(request: Request) -> Response:
-    """The gateway's metrics in Prometheus's text format."""
+    """The gateway's metrics in Prometheus's text format, for scrapers that reach the task
+    directly. Through a proxy it is the 404 of an unknown path: the load balancer's /metrics
+    rule matches the raw path, and /%6Detrics is /metrics once the gateway has decoded it."""
+    if came_through_a_proxy(request.headers):
+        raise HTTPException(404)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

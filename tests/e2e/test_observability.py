@@ -138,6 +138,43 @@ def test_every_process_counts_the_requests_made_through_the_gateway(
     assert 0 <= age < 10
 
 
+# What the load balancer adds to every request (X-Forwarded-For and -Proto among them), and
+# the standard header another proxy may add instead.
+PROXY_HEADERS = [
+    {"X-Forwarded-For": "203.0.113.7"},
+    {"X-Forwarded-Proto": "https"},
+    {"Forwarded": "for=203.0.113.7;proto=https"},
+]
+
+
+# /%6Detrics is not /metrics to the load balancer's path rule, but it is to the gateway.
+@pytest.mark.parametrize("path", [METRICS_PATH, "/%6Detrics"])
+def test_metrics_are_not_found_by_requests_that_came_through_a_proxy(
+    dev_stack: DevStack, path: str
+) -> None:
+    with httpx.Client(base_url=dev_stack.base_url, timeout=10) as client:
+        direct = client.get(path)
+        unknown = client.get("/no-such-path", headers=PROXY_HEADERS[0])
+        proxied = [client.get(path, headers=headers) for headers in PROXY_HEADERS]
+        after = client.get(path).text
+
+    assert direct.status_code == 200, direct.text
+    assert "wallet_http_requests_total" in direct.text
+    assert unknown.status_code == 404
+    for response in proxied:  # just another unknown path
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"] == unknown.headers["content-type"]
+        assert response.json() == unknown.json()
+        assert AWS_FORMAT.fullmatch(response.headers["X-Amzn-Trace-Id"])
+    assert "X-Amzn-Trace-Id" not in direct.headers  # scrapes are not traced
+    # Counted as unknown paths are, /metrics only ever by direct scrapes: not at all.
+    not_found = {"method": "GET", "route": "unmatched", "status": "404"}
+    counted = scraped(after, "wallet_http_requests_total", **not_found)
+    assert counted is not None
+    earlier = scraped(direct.text, "wallet_http_requests_total", **not_found) or 0.0
+    assert counted - earlier == 1 + len(PROXY_HEADERS)
+
+
 def log_lines(stack: DevStack, wanted: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
     """The stack's JSON log lines that `wanted` picks, waiting a little for them: a process
     may log a request just after answering it."""
