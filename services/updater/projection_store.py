@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 
 from services.ledger.adapters.read_model import projection_status, stream_checkpoints
 from services.updater.positions import AggregateImage, ShardPosition
@@ -100,8 +101,7 @@ class ProjectionStore:
                 yield bool(locked)
             finally:
                 if locked:
-                    connection.execute(select(func.pg_advisory_unlock(UPDATER_LOCK_KEY)))
-                    connection.commit()
+                    _unlock(connection)
 
     def checkpoints(self) -> dict[str, dict[str, ShardPosition]]:
         """Checkpoints by stream ARN, then shard id."""
@@ -145,6 +145,17 @@ class ProjectionStore:
                 )
             before_commit()
         return changed
+
+
+def _unlock(connection: Connection) -> None:
+    """Releases the updater lock. A session lock ends with its session: when the
+    connection died with the server (a restart), there is nothing left to release."""
+    try:
+        connection.execute(select(func.pg_advisory_unlock(UPDATER_LOCK_KEY)))
+        connection.commit()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
 
 
 def _upsert(connection: Connection, images: Iterable[AggregateImage]) -> int:
