@@ -26,6 +26,8 @@ HTTP_STATUS = {
     grpc.StatusCode.ALREADY_EXISTS: 422,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNAVAILABLE: 503,
+    # What a stopping server answers to calls no handler took yet (grpc/grpc#41785): retry.
+    grpc.StatusCode.CANCELLED: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 _TITLES = {
