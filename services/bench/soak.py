@@ -311,6 +311,7 @@ INTERVAL_HEADERS = [
     *(f"{kind} p50/p99 ms" for kind in KINDS),
     "as_of age p50/max s",
     "sent late",
+    "load avg",
     *(f"{column} MB" for column in COLUMNS.values()),
 ]
 
@@ -326,6 +327,7 @@ def _interval_row(
         *(_latency_text([o.seconds for o in outcomes if o.ok and o.kind == k]) for k in KINDS),
         f"{percentile(ages, 50):.2f}/{max(ages):.2f}" if ages else "n/a",
         str(sum(o.behind > BEHIND_SECONDS for o in outcomes)),
+        f"{os.getloadavg()[0]:.1f}",
         *(_mb(rss[role]) if role in rss else "-" for role in COLUMNS),
     ]
 
@@ -513,8 +515,9 @@ def _setup_text(stack: Stack, seconds: float, rate: float, ready: float) -> str:
         "for an answer), latency of the expected answers, the age of as_of in the balance "
         "answers (the updater's last finished pass: how far the read model trails), how many "
         f"requests were sent more than {BEHIND_SECONDS * 1000:.0f} ms after they were due "
-        "(the client fell behind), and the RSS of each process (PostgreSQL: postmaster plus "
-        "backends, shared buffers counted once per process)."
+        "(the client fell behind), the machine's 1-minute load average, and the RSS of each "
+        "process (PostgreSQL: postmaster plus backends, shared buffers counted once per "
+        "process)."
     )
 
 
