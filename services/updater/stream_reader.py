@@ -99,25 +99,32 @@ class StreamReader:
                 return shards
             request["ExclusiveStartShardId"] = last
 
-    def read(self, stream_arn: str, plan: list[ShardPosition]) -> StreamBatch:
-        """Reads each planned shard from its position until it has nothing more for now."""
+    def read(self, stream_arn: str, plan: list[ShardPosition], since: datetime) -> StreamBatch:
+        """Reads each planned shard from its position until it has nothing more for now, or
+        has reached records written after `since` (the pass's start)."""
         batch = StreamBatch(stream_arn)
-        batch.positions = [self._read_shard(stream_arn, position, batch) for position in plan]
+        batch.positions = [
+            self._read_shard(stream_arn, position, since, batch) for position in plan
+        ]
         return batch
 
     def _read_shard(
-        self, stream_arn: str, position: ShardPosition, batch: StreamBatch
+        self, stream_arn: str, position: ShardPosition, since: datetime, batch: StreamBatch
     ) -> ShardPosition:
         """Adds the shard's records after `position` to the batch; returns the new position.
 
         A few empty pages in a row end the read: an open shard has nothing more yet, and
         the next pass goes on from the checkpoint (DynamoDB Streams may answer an empty page
-        before a later one with records, so one is not enough). No next iterator means a
-        closed shard read to its end."""
+        before a later one with records, so one is not enough). So does a page with a record
+        created after `since`: a shard is in write order, so everything written before the
+        pass began has been read, and a shard that keeps growing under steady writes would
+        otherwise never end the pass. No next iterator means a closed shard read to its
+        end."""
         last_sequence = position.sequence_number
         iterator: str | None = self._iterator(stream_arn, position)
         empty_pages = 0
-        while iterator and empty_pages < _EMPTY_PAGES_AT_END:
+        caught_up = False
+        while iterator and empty_pages < _EMPTY_PAGES_AT_END and not caught_up:
             try:
                 page = self._streams.get_records(ShardIterator=iterator, Limit=_PAGE)
             except self._streams.exceptions.TrimmedDataAccessException as error:
@@ -128,6 +135,10 @@ class StreamReader:
             for record in records:
                 batch.records_read += 1
                 last_sequence = record["dynamodb"]["SequenceNumber"]
+                # Rounded down to the second, so "after" is certain; a clock skew between
+                # DynamoDB and this task would shift the cut by as much.
+                created = record["dynamodb"].get("ApproximateCreationDateTime")
+                caught_up = caught_up or (created is not None and created > since)
                 image = aggregate_image(dict(record["dynamodb"].get("NewImage", {})))
                 if image is not None:
                     keep_newest(batch.images, image)
