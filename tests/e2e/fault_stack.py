@@ -451,9 +451,8 @@ class DepositLoad:
     """`clients` concurrent HTTP clients posting deposits through the gateway, each with
     its own Idempotency-Key, in a thread of their own so the test can break things
     meanwhile. On a failed attempt a client either retries the same deposit (same key)
-    after the answer's Retry-After, or stops ("stop"). With `bursts` (writing, quiet) in
-    seconds, clients take new deposits only in the writing part of each period. finish()
-    lets each client end after its current deposit."""
+    after the answer's Retry-After, or stops ("stop"). finish() lets each client end after
+    its current deposit."""
 
     def __init__(
         self,
@@ -463,11 +462,8 @@ class DepositLoad:
         clients: int,
         on_failure: OnFailure,
         give_up_after: float = 90.0,
-        bursts: tuple[float, float] | None = None,
     ) -> None:
         self._base_url = base_url
-        self._bursts = bursts
-        self._began = time.monotonic()
         self._jobs = iter(jobs)
         self._clients = clients
         self._on_failure = on_failure
@@ -519,24 +515,13 @@ class DepositLoad:
         ) as client:
             await asyncio.gather(*(self._client(client) for _ in range(self._clients)))
 
-    async def _quiet_part(self) -> None:
-        """Waits out the quiet part of the current period, if in it."""
-        if self._bursts is None:
-            return
-        writing, quiet = self._bursts
-        into = (time.monotonic() - self._began) % (writing + quiet)
-        if into >= writing:
-            await asyncio.sleep(writing + quiet - into)
-
     async def _client(self, client: httpx.AsyncClient) -> None:
-        await self._quiet_part()
         job = self._next_job()
         while job is not None:
             attempt = await post_deposit(client, job)
             with self._lock:
                 self._attempts.append(attempt)
             if attempt.acknowledged:
-                await self._quiet_part()
                 job = self._next_job()
             elif self._on_failure == "stop" or time.monotonic() > self._give_up:
                 return

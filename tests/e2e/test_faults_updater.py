@@ -9,10 +9,6 @@ could not be healed by a later image of the same item. While the kills go on, ev
 read through the gateway only grows and never exceeds the final sum; at the end the read
 model equals the exact sums of the acknowledged deposits, wallet by wallet and hour by hour,
 and `wallet reconcile --records` finds no difference.
-
-The load comes in bursts with quiet gaps, because under a steady stream of concurrent writes
-a pass may not finish for seconds (tests/integration/test_stream_reader_steady.py), and this
-test is about kills among commits.
 """
 
 import random
@@ -46,11 +42,9 @@ from tests.e2e.stack import new_wallet, read_as_of
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]
 
-CLIENTS = 8
+CLIENTS = 4
 WALLETS = 4
 KILLS = 5
-# Seconds of writing, then of quiet, in which a pass reaches the end of the stream.
-BURSTS = (0.5, 0.5)
 ANOTHER_UPDATER = "another updater is running"
 
 
@@ -103,7 +97,6 @@ def test_updater_sigkilled_again_and_again_leaves_an_exact_read_model(
         deposits("updater-kill", wallets, seed=63, bucket_each=True),
         clients=CLIENTS,
         on_failure="stop",
-        bursts=BURSTS,
     )
     rng = random.Random(63)
     seen: dict[str, list[Decimal]] = defaultdict(list)
