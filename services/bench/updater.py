@@ -87,10 +87,10 @@ class _TimedReader(StreamReader):
         super().__init__(dynamodb_client(), streams_client(), table_name)
         self._split = split
 
-    def read(self, stream_arn: str, plan: list[ShardPosition], since: datetime) -> StreamBatch:
+    def read(self, stream_arn: str, plan: list[ShardPosition]) -> StreamBatch:
         started = time.perf_counter()
         try:
-            return super().read(stream_arn, plan, since)
+            return super().read(stream_arn, plan)
         finally:
             self._split.read += time.perf_counter() - started
 

@@ -63,7 +63,7 @@ class Projector:
             checkpoints.get(stream_arn, {}),
             other_streams_checkpointed=any(arn != stream_arn for arn in checkpoints),
         )
-        batch = self._reader.read(stream_arn, plan, since=started)
+        batch = self._reader.read(stream_arn, plan)
         changed = self._store.apply(
             batch.images.values(),
             stream_arn=stream_arn,

@@ -44,6 +44,26 @@ def streams_client() -> "DynamoDBStreamsClient":
     return boto3.client("dynamodbstreams", config=config)
 
 
+class _FirstNewer:
+    """The first record a shard got after a LATEST iterator was taken, found by polling
+    that iterator once per page of the main read (nothing new yet: not reached)."""
+
+    def __init__(self, streams: "DynamoDBStreamsClient", latest_iterator: str) -> None:
+        self._streams = streams
+        self._iterator: str | None = latest_iterator
+        self._sequence: int | None = None
+
+    def reached(self, sequence_number: str) -> bool:
+        """Whether a read that got to `sequence_number` has read past it."""
+        if self._sequence is None and self._iterator is not None:
+            page = self._streams.get_records(ShardIterator=self._iterator, Limit=1)
+            records = page.get("Records", [])
+            if records:
+                self._sequence = int(records[0]["dynamodb"]["SequenceNumber"])
+            self._iterator = page.get("NextShardIterator")
+        return self._sequence is not None and int(sequence_number) >= self._sequence
+
+
 def aggregate_image(item: dict[str, Any]) -> AggregateImage | None:
     """The aggregate an item image describes, or None for other items (records)."""
     if item.get(t.KIND, {}).get("S") != t.AGGREGATE_KIND:
@@ -99,32 +119,30 @@ class StreamReader:
                 return shards
             request["ExclusiveStartShardId"] = last
 
-    def read(self, stream_arn: str, plan: list[ShardPosition], since: datetime) -> StreamBatch:
+    def read(self, stream_arn: str, plan: list[ShardPosition]) -> StreamBatch:
         """Reads each planned shard from its position until it has nothing more for now, or
-        has reached records written after `since` (the pass's start)."""
+        has reached records written after its read began."""
         batch = StreamBatch(stream_arn)
-        batch.positions = [
-            self._read_shard(stream_arn, position, since, batch) for position in plan
-        ]
+        batch.positions = [self._read_shard(stream_arn, position, batch) for position in plan]
         return batch
 
     def _read_shard(
-        self, stream_arn: str, position: ShardPosition, since: datetime, batch: StreamBatch
+        self, stream_arn: str, position: ShardPosition, batch: StreamBatch
     ) -> ShardPosition:
         """Adds the shard's records after `position` to the batch; returns the new position.
 
         A few empty pages in a row end the read: an open shard has nothing more yet, and
         the next pass goes on from the checkpoint (DynamoDB Streams may answer an empty page
-        before a later one with records, so one is not enough). So does a page with a record
-        created after `since`: a shard is in write order, so everything written before the
-        pass began has been read, and a shard that keeps growing under steady writes would
-        otherwise never end the pass. No next iterator means a closed shard read to its
-        end."""
+        before a later one with records, so one is not enough). A shard that keeps growing
+        under steady writes never gives those, so the read also ends once it has read past
+        the first record written after it began: a shard is in write order, so everything
+        written before the pass has been read by then. No next iterator means a closed
+        shard read to its end."""
         last_sequence = position.sequence_number
         iterator: str | None = self._iterator(stream_arn, position)
+        newer = _FirstNewer(self._streams, self._latest_iterator(stream_arn, position.shard_id))
         empty_pages = 0
-        caught_up = False
-        while iterator and empty_pages < _EMPTY_PAGES_AT_END and not caught_up:
+        while iterator and empty_pages < _EMPTY_PAGES_AT_END:
             try:
                 page = self._streams.get_records(ShardIterator=iterator, Limit=_PAGE)
             except self._streams.exceptions.TrimmedDataAccessException as error:
@@ -135,16 +153,19 @@ class StreamReader:
             for record in records:
                 batch.records_read += 1
                 last_sequence = record["dynamodb"]["SequenceNumber"]
-                # Rounded down to the second, so "after" is certain; a clock skew between
-                # DynamoDB and this task would shift the cut by as much.
-                created = record["dynamodb"].get("ApproximateCreationDateTime")
-                caught_up = caught_up or (created is not None and created > since)
                 image = aggregate_image(dict(record["dynamodb"].get("NewImage", {})))
                 if image is not None:
                     keep_newest(batch.images, image)
             iterator = page.get("NextShardIterator")
             empty_pages = 0 if records else empty_pages + 1
+            if records and newer.reached(records[-1]["dynamodb"]["SequenceNumber"]):
+                break
         return ShardPosition(position.shard_id, last_sequence, finished=iterator is None)
+
+    def _latest_iterator(self, stream_arn: str, shard_id: str) -> str:
+        return self._streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard_id, ShardIteratorType="LATEST"
+        )["ShardIterator"]
 
     def _iterator(self, stream_arn: str, position: ShardPosition) -> str:
         request: dict[str, Any] = {"StreamArn": stream_arn, "ShardId": position.shard_id}

@@ -388,8 +388,8 @@ class WritingWhileReading(StreamReader):
         assert isinstance(outcome, Recorded)
         self.recorded_at.append(outcome.record.recorded_at)
 
-    def read(self, stream_arn: str, plan: list[ShardPosition], since: datetime) -> StreamBatch:
-        batch = super().read(stream_arn, plan, since)
+    def read(self, stream_arn: str, plan: list[ShardPosition]) -> StreamBatch:
+        batch = super().read(stream_arn, plan)
         self._record()
         return batch
 
