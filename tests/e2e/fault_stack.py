@@ -37,6 +37,7 @@ from services.local.dynamodb_local import DynamoDBLocal, free_port
 from services.updater.projection_store import UPDATER_LOCK_KEY
 from tests.auth_support import bearer_header
 from tests.e2e.processes import (
+    Finished,
     TableContents,
     WalletProcess,
     child_env,
@@ -70,22 +71,6 @@ def wait_until(condition: Callable[[], bool], what: Callable[[], str], timeout: 
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout} s: {what()}")
         time.sleep(0.05)
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A `wallet ...` command that ran to its end."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def describe(self) -> str:
-        return (
-            f"exit {self.returncode}\n"
-            f"stdout:\n{self.stdout[-3000:]}\n"
-            f"stderr:\n{self.stderr[-3000:]}"
-        )
 
 
 @dataclass
@@ -248,11 +233,13 @@ StartFaultStack = Callable[[DynamoDBLocal, str, str], FaultStack]
 
 
 def updater_lock_holders(database_url: str) -> int:
-    """Sessions holding the updater's lock (a SIGKILLed updater's goes when PostgreSQL
-    notices its connection closed)."""
+    """Sessions holding the updater's lock on this database (a SIGKILLed updater's goes
+    when PostgreSQL notices its connection closed). pg_locks spans the whole server, where
+    other tests' updaters hold the same lock on their own databases."""
     with psycopg.connect(database_url) as connection:
         row = connection.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = %s",
             (UPDATER_LOCK_KEY,),
         ).fetchone()

@@ -220,6 +220,22 @@ class WalletProcess:
         ]
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A `wallet ...` command that ran to its end."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        return (
+            f"exit {self.returncode}\n"
+            f"stdout:\n{self.stdout[-3000:]}\n"
+            f"stderr:\n{self.stderr[-3000:]}"
+        )
+
+
 def launch_command_service(
     dynamodb: DynamoDBLocal,
     table_name: str,

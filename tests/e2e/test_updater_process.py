@@ -22,7 +22,7 @@ from services.updater.main import EXIT_CHECKPOINT_LOST
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.stream_reader import StreamReader, streams_client
-from tests.e2e.processes import child_env, tail, wallet_command
+from tests.e2e.processes import Finished, child_env, tail, wallet_command
 from tests.updater_support import (
     ReadModel,
     assert_exact,
@@ -38,20 +38,6 @@ RUN_TIMEOUT = 120.0
 FRESH_TIMEOUT = 60.0
 ANOTHER_UPDATER = "another updater is running"
 GONE_SHARD = "shardId-00000001700000000000-0123abcd"
-
-
-@dataclass(frozen=True)
-class Finished:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def describe(self) -> str:
-        return (
-            f"exit {self.returncode}\n"
-            f"stdout:\n{self.stdout[-2000:]}\n"
-            f"stderr:\n{self.stderr[-3000:]}"
-        )
 
 
 @dataclass(frozen=True)
