@@ -38,8 +38,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 WORKDIR /opt/wallet
 USER 10001:10001
-# gateway (HTTP), command (gRPC), query (gRPC): the defaults in services/ledger/settings.py.
-EXPOSE 8080 50051 50052
+# gateway (HTTP), command and query (gRPC), then the metrics ports of command, query and the
+# updater: the defaults in services/ledger/settings.py.
+EXPOSE 8080 50051 50052 9101 9102 9103
 # Finds the served process from PID 1's command line; healthy for one-off tasks.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "/opt/wallet/healthcheck.py"]
