@@ -2,6 +2,7 @@
 process, for the development stack, the tests and the benchmarks."""
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,10 @@ LOCAL_AWS_ENV = {
 }
 
 
+_LOWEST_PORT = 10000
+_EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
 class DynamoDBLocalError(RuntimeError):
     """DynamoDB Local could not be found or started; the message says how to fix it."""
 
@@ -42,10 +47,28 @@ def find_jar() -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """A port nothing listens on, picked outside the kernel's ephemeral range: a port from
+    that range may be taken as the local end of some outgoing connection before the server
+    meant to listen on it binds it (a restarted stack reuses its ports, so that happens)."""
+    low, high = _ephemeral_port_range()
+    candidates = range(_LOWEST_PORT, low) if low - _LOWEST_PORT >= 1000 else range(high + 1, 65536)
+    for _ in range(200):
+        port = random.choice(candidates)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("", port))  # every interface: the services bind 0.0.0.0
+            except OSError:
+                continue
         return port
+    raise DynamoDBLocalError(f"no free port found in {candidates}")
+
+
+def _ephemeral_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path(_EPHEMERAL_RANGE_FILE).read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 class DynamoDBLocal:
