@@ -5,11 +5,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -317,6 +318,36 @@ def dev_stack_processes(dev_dir: Path) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+@contextlib.contextmanager
+def occupied_port() -> Iterator[int]:
+    """A port of 127.0.0.1 something already listens on, for as long as the block runs."""
+    with socket.socket() as occupant:
+        occupant.bind(("127.0.0.1", 0))
+        occupant.listen()
+        port: int = occupant.getsockname()[1]
+        yield port
+
+
+def run_refused_dev(
+    dev_dir: Path, ports: "DevPorts"
+) -> tuple["subprocess.CompletedProcess[str]", list[psutil.Process]]:
+    """Runs a `wallet dev` that is expected to refuse to start, then kills whatever of it
+    is left running; returns its result and those leftovers (which should be none)."""
+    try:
+        result = subprocess.run(
+            wallet_command("dev"),
+            env=dev_env(dev_dir, ports),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        leftovers = dev_stack_processes(dev_dir)
+        kill_all(leftovers)
+    return result, leftovers
 
 
 class StartDevStack(Protocol):

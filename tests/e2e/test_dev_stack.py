@@ -2,10 +2,7 @@
 its data across restarts, and says plainly when a port it needs is taken."""
 
 import signal
-import socket
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -16,11 +13,10 @@ from tests.e2e.processes import (
     StartDevStack,
     WalletProcess,
     deposit_request,
-    dev_env,
     dev_stack_processes,
     is_alive,
-    kill_all,
-    wallet_command,
+    occupied_port,
+    run_refused_dev,
 )
 from wallet.v1 import command_pb2, command_pb2_grpc
 
@@ -88,14 +84,6 @@ def test_dev_stack_stops_every_child_and_keeps_data(
     stop_and_check_nothing_remains(again, dev_dir)
 
 
-@contextmanager
-def occupied_port() -> Iterator[int]:
-    with socket.socket() as occupant:
-        occupant.bind(("127.0.0.1", 0))
-        occupant.listen()
-        yield occupant.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     ("busy", "named"),
     [("command", "command service"), ("dynamodb", "DynamoDB Local")],
@@ -103,18 +91,7 @@ def occupied_port() -> Iterator[int]:
 def test_busy_port_is_reported_by_name(tmp_path: Path, busy: str, named: str) -> None:
     dev_dir = tmp_path / "dev"
     with occupied_port() as taken:
-        ports = DevPorts(**{busy: taken})
-        try:
-            result = subprocess.run(
-                wallet_command("dev"),
-                env=dev_env(dev_dir, ports),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-        finally:
-            leftovers = dev_stack_processes(dev_dir)
-            kill_all(leftovers)
+        result, leftovers = run_refused_dev(dev_dir, DevPorts(**{busy: taken}))
 
     assert result.returncode != 0, result.stdout
     assert named in result.stderr, result.stderr

@@ -5,17 +5,17 @@ PostgreSQL included. A busy gateway port is reported by name before anything sta
 (The session stack of the other gateway tests covers the DATABASE_URL variant: its
 teardown asserts the same clean stop.)"""
 
-import socket
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psutil
 
 from tests.auth_support import bearer_header
-from tests.e2e.processes import DevPorts, dev_env, dev_stack_processes, kill_all, wallet_command
+from tests.e2e.processes import (
+    DevPorts,
+    occupied_port,
+    run_refused_dev,
+)
 from tests.e2e.stack import (
     HTTP_TIMEOUT,
     DevStack,
@@ -85,30 +85,10 @@ def test_embedded_postgres_stack_serves_and_stops_every_process(tmp_path: Path) 
             stack.terminate()
 
 
-@contextmanager
-def occupied_port() -> Iterator[int]:
-    with socket.socket() as occupant:
-        occupant.bind(("127.0.0.1", 0))
-        occupant.listen()
-        port: int = occupant.getsockname()[1]
-        yield port
-
-
 def test_busy_gateway_port_is_reported_by_name(tmp_path: Path) -> None:
     dev_dir = tmp_path / "dev"
     with occupied_port() as taken:
-        try:
-            result = subprocess.run(
-                wallet_command("dev"),
-                env=dev_env(dev_dir, DevPorts(gateway=taken)),
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-        finally:
-            leftovers = dev_stack_processes(dev_dir)
-            kill_all(leftovers)
+        result, leftovers = run_refused_dev(dev_dir, DevPorts(gateway=taken))
 
     assert result.returncode != 0, result.stdout
     assert "gateway" in result.stderr, result.stderr

@@ -4,11 +4,9 @@ trace id goes through the gateway and back, and a taken metrics port stops a pro
 clear message."""
 
 import re
-import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +21,8 @@ from tests.e2e.processes import (
     DevPorts,
     WalletProcess,
     child_env,
-    dev_env,
-    dev_stack_processes,
-    kill_all,
+    occupied_port,
+    run_refused_dev,
     wallet_command,
 )
 from tests.e2e.stack import (
@@ -264,14 +261,6 @@ def test_a_restarted_updater_reports_the_read_model_age_not_its_uptime(
     assert 3600 <= lag < 3600 + 60, updater.stderr_text()
 
 
-@contextmanager
-def occupied_port() -> Iterator[int]:
-    with socket.socket() as occupant:
-        occupant.bind(("127.0.0.1", 0))
-        occupant.listen()
-        yield occupant.getsockname()[1]
-
-
 def assert_refused_clearly(result: "subprocess.CompletedProcess[str]", port: int) -> None:
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert str(port) in result.stderr, result.stderr
@@ -325,17 +314,7 @@ def test_an_updater_whose_metrics_port_is_taken_exits_2_saying_so(
 def test_wallet_dev_names_a_taken_metrics_port(tmp_path: Path) -> None:
     dev_dir = tmp_path / "dev"
     with occupied_port() as taken:
-        try:
-            result = subprocess.run(
-                wallet_command("dev"),
-                env=dev_env(dev_dir, DevPorts(query_metrics=taken)),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-        finally:
-            leftovers = dev_stack_processes(dev_dir)
-            kill_all(leftovers)
+        result, leftovers = run_refused_dev(dev_dir, DevPorts(query_metrics=taken))
     assert_refused_clearly(result, taken)
     assert "$WALLET_QUERY_METRICS_PORT" in result.stderr, result.stderr
     assert not leftovers
