@@ -41,15 +41,14 @@ from services.bench.figures import Target, markdown_table, milliseconds, percent
 from services.bench.history_seed import SeededWallet, Seeding, seed_read_model
 from services.bench.load import LoadRun, combined, run_concurrently
 from services.bench.scratch_database import ADMIN_URL_ENV, DEFAULT_ADMIN_URL, reachable
-from services.bench.sigterm import interrupted_by_sigterm
 from services.bench.stack import (
     RSS_SAMPLE_SECONDS,
     Stack,
-    StackFailed,
     cpu_seconds,
     new_stack,
     peak_rss_by_role,
     read_model_url,
+    run_on_stack,
     running,
     stack_database,
     stack_processes,
@@ -97,20 +96,13 @@ def run_gateway_benchmark(
     """Measures everything on one stack and prints it as markdown; 0 once it ran, whatever
     it found. `records`: measured calls per write path; `history_calls`: per history path."""
     timeline = Timeline()
-    try:
-        with interrupted_by_sigterm():
-            measurement = _measure(records, history_calls, random.Random(0), timeline)
-    except KeyboardInterrupt:
-        print(
-            "wallet bench gateway: interrupted; the stack is stopped and its database dropped",
-            file=sys.stderr,
-        )
-        return 130
-    except StackFailed as error:
-        print(f"wallet bench gateway: {error}", file=sys.stderr)
-        return 2
-    print(_report(measurement, timeline, records, history_calls))
-    return 0
+
+    def measure_and_report() -> int:
+        measurement = _measure(records, history_calls, random.Random(0), timeline)
+        print(_report(measurement, timeline, records, history_calls))
+        return 0
+
+    return run_on_stack("gateway", measure_and_report)
 
 
 def _progress(message: str) -> None:

@@ -47,7 +47,6 @@ from services.bench.auth import NOTE as AUTH_NOTE
 from services.bench.auth import BenchAuth, new_bench_auth
 from services.bench.figures import markdown_table, milliseconds, percentile
 from services.bench.processes import child_env
-from services.bench.sigterm import interrupted_by_sigterm
 from services.bench.stack import (
     POSTGRES,
     SUPERVISOR,
@@ -58,6 +57,7 @@ from services.bench.stack import (
     new_stack,
     read_model_url,
     rss_by_role,
+    run_on_stack,
     running,
     stack_database,
     stack_processes,
@@ -108,18 +108,7 @@ PYTHON_ROLES = (SUPERVISOR, "gateway", "command service", "query service", "upda
 
 def run_soak_benchmark(minutes: float = DEFAULT_MINUTES, rate: float = DEFAULT_RATE) -> int:
     """Runs the soak and prints it as markdown; the exit code as the module says."""
-    try:
-        with interrupted_by_sigterm():
-            return _soak(minutes * 60, rate)
-    except KeyboardInterrupt:
-        print(
-            "wallet bench soak: interrupted; the stack is stopped and its database dropped",
-            file=sys.stderr,
-        )
-        return 130
-    except StackFailed as error:
-        print(f"wallet bench soak: {error}", file=sys.stderr)
-        return 2
+    return run_on_stack("soak", lambda: _soak(minutes * 60, rate))
 
 
 def _progress(message: str) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from services.bench.auth import BenchAuth
 from services.bench.memory import PeakSampler, rss_bytes
 from services.bench.processes import child_env
 from services.bench.scratch_database import execute_autocommit
+from services.bench.sigterm import interrupted_by_sigterm
 from services.ledger.settings import PROJECT_ROOT
 from services.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
 from services.local.dynamodb_local import free_port
@@ -50,6 +51,23 @@ DATABASE_ENVS = ("DATABASE_URL", "WALLET_DATABASE_URL", "WALLET_DATABASE_HOST")
 
 class StackFailed(RuntimeError):
     """`wallet dev` exited or did not get ready; the message carries the end of its log."""
+
+
+def run_on_stack(benchmark: str, run: Callable[[], int]) -> int:
+    """The exit code of `run`, a benchmark that starts and stops its own stack: 130 when
+    interrupted (Ctrl-C or SIGTERM), 2 when the stack failed, each said in one line."""
+    try:
+        with interrupted_by_sigterm():
+            return run()
+    except KeyboardInterrupt:
+        print(
+            f"wallet bench {benchmark}: interrupted; the stack is stopped and its database dropped",
+            file=sys.stderr,
+        )
+        return 130
+    except StackFailed as error:
+        print(f"wallet bench {benchmark}: {error}", file=sys.stderr)
+        return 2
 
 
 @dataclass(frozen=True)
