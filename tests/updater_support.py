@@ -2,7 +2,6 @@
 ledger table's aggregate items, the PostgreSQL read model as plain values, and the check
 that the one is an exact projection of the other."""
 
-import decimal
 import random
 import uuid
 from collections import defaultdict
@@ -21,6 +20,7 @@ from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.write_store import DynamoWriteStore
 from services.ledger.domain.buckets import parse_instant
 from services.ledger.domain.records import Deposit, Recorded
+from tests.history_oracle import exact_sum
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -37,14 +37,6 @@ BUCKETS_OF_A_DAY = [
     timedelta(minutes=minutes) for minutes in (0, 9 * 60 + 15, 14 * 60 + 30, 23 * 60 + 45)
 ]
 BUCKET_MICROSECONDS = 15 * 60 * 10**6
-
-
-def exact_sum(values: Iterable[Decimal]) -> Decimal:
-    """A sum that raises rather than rounds."""
-    with decimal.localcontext() as context:
-        context.prec = 200
-        context.traps[decimal.Inexact] = True
-        return sum(values, Decimal(0))
 
 
 def make_deposits(

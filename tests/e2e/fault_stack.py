@@ -47,7 +47,7 @@ from tests.e2e.processes import (
     wallet_command,
 )
 from tests.e2e.stack import PROBLEM_JSON, record_json, wait_for_projection
-from tests.updater_support import exact_sum
+from tests.history_oracle import exact_sum
 
 # Bounds for waits on a small shared machine; they time nothing.
 GRACE_SECONDS = 5.0

@@ -1,6 +1,5 @@
 """Helpers for integration tests: full-table scans of the ledger table and request builders."""
 
-import decimal
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -11,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mypy_boto3_dynamodb.client import DynamoDBClient
 
 from services.ledger.adapters import ledger_table as t
+from tests.history_oracle import exact_sum
 from wallet.v1 import command_pb2
 
 Item = dict[str, Any]
@@ -48,14 +48,6 @@ def records(items: Iterable[Item]) -> list[Item]:
 
 def aggregates(items: Iterable[Item]) -> list[Item]:
     return [item for item in items if item[t.KIND]["S"] == t.AGGREGATE_KIND]
-
-
-def exact_sum(values: Iterable[Decimal]) -> Decimal:
-    """A sum that raises rather than rounds (the default Decimal context keeps 28 digits)."""
-    with decimal.localcontext() as context:
-        context.prec = 200
-        context.traps[decimal.Inexact] = True
-        return sum(values, Decimal(0))
 
 
 def total_amount(items: Iterable[Item]) -> Decimal:

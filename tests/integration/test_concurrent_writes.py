@@ -11,11 +11,11 @@ import grpc
 
 from services.ledger.adapters import ledger_table as t
 from services.ledger.domain.buckets import format_instant
+from tests.history_oracle import exact_sum
 from tests.integration.conftest import (
     Scan,
     aggregates,
     deposit_request,
-    exact_sum,
     records,
     total_amount,
     total_count,
