@@ -9,10 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway import observability, problems, routes_seed, routes_v1
+from gateway import idempotency, observability, problems, routes_seed, routes_v1
 from gateway.auth import Gatekeeper
 from gateway.backends import Backends
-from gateway.rate_limit import RateLimiter
+from gateway.rate_limit import RateLimiter, warn_if_every_peer_is_trusted
 from services.auth.configured import load_verifier
 from services.ledger.settings import Settings
 
@@ -20,7 +20,9 @@ DESCRIPTION = """Records coin deposits exactly once and answers the balance at e
 
 Every API route needs `Authorization: Bearer <JWT>` whose `wallets` claim allows the
 wallet. Amounts are decimal strings (JSON numbers are read exactly). Errors are
-`application/problem+json`. Writes are idempotent by `Idempotency-Key`.
+`application/problem+json`. Writes are idempotent by `Idempotency-Key`: every answer to a
+deposit, errors included, carries the key it was tried under (generated when none was sent)
+in an `Idempotency-Key` header; retry a 503 or 504 with it.
 """
 
 
@@ -37,13 +39,16 @@ def create_app(settings: Settings) -> FastAPI:
         title="Wallet ledger", version="1.0.0", description=DESCRIPTION, lifespan=lifespan
     )
     app.state.gatekeeper = Gatekeeper(load_verifier(settings), RateLimiter(settings.rate_limit))
+    warn_if_every_peer_is_trusted(settings.trusted_proxies)
     app.include_router(routes_v1.router)
     app.include_router(routes_seed.router)
-    app.add_exception_handler(problems.Problem, problems.problem_handler)
-    app.add_exception_handler(RequestValidationError, problems.validation_handler)
-    app.add_exception_handler(StarletteHTTPException, problems.http_error_handler)
+    # Every problem answering a deposit carries its key, so that a client can retry it.
+    with_key = idempotency.with_key_header
+    app.add_exception_handler(problems.Problem, with_key(problems.problem_handler))
+    app.add_exception_handler(RequestValidationError, with_key(problems.validation_handler))
+    app.add_exception_handler(StarletteHTTPException, with_key(problems.http_error_handler))
     app.add_exception_handler(
-        Exception, observability.with_trace_header(problems.unexpected_error_handler)
+        Exception, observability.with_trace_header(with_key(problems.unexpected_error_handler))
     )
     # Outside every other middleware, so it sees (and times) the answers they give too.
     app.add_middleware(observability.RequestObservability)

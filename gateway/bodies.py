@@ -73,10 +73,9 @@ def amount_text(body: dict[str, Any], field: str = "amount") -> str:
     raise Problem(400, f"{field} is required", errors={field: "must be a decimal number or string"})
 
 
-async def deposit_request(request: Request) -> tuple[str, datetime, str]:
-    """(idempotency key, datetime, amount text) of a deposit body {"datetime", "amount"}."""
-    key = calls.request_key(request.headers)
+async def deposit_request(request: Request) -> tuple[datetime, str]:
+    """(datetime, amount text) of a deposit body {"datetime", "amount"}."""
     body = await json_object(request)
     only_fields(body, ("datetime", "amount"))
     occurred_at = calls.parse_request_datetime(required_text(body, "datetime"), "datetime")
-    return key, occurred_at, amount_text(body)
+    return occurred_at, amount_text(body)

@@ -2,58 +2,41 @@
 failed status into a Problem. Shared by the v1 routes and the seed's compat routes."""
 
 import functools
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import grpc
-from starlette.datastructures import Headers
 
 from gateway.auth import Caller
 from gateway.backends import Backends
+from gateway.idempotency import IDEMPOTENCY_KEY
 from gateway.observability import current_trace_id
 from gateway.problems import Problem
 from services.ledger.domain.errors import InvalidInput
-from services.ledger.domain.ids import parse_request_id
 from services.ledger.domain.instants import parse_rfc3339
 from services.ledger.proto_time import datetime_to_timestamp
 from services.ledger.trace_ids import TRACE_ID_METADATA
 from wallet.v1 import command_pb2, query_pb2, records_pb2
 
-IDEMPOTENCY_KEY = "Idempotency-Key"
-TRACE_ID = "X-Amzn-Trace-Id"
 # gRPC field names as the HTTP API calls them.
 _RECORD_FIELDS = {"occurred_at": "datetime", "request_id": IDEMPOTENCY_KEY}
 _HISTORY_FIELDS = {"time_zone": "tz"}
 
 
-def request_key(headers: Headers) -> str:
-    """Idempotency-Key if sent (it must be valid), else the root of a valid X-Amzn-Trace-Id,
-    else a new one."""
-    if IDEMPOTENCY_KEY in headers:
-        try:
-            return parse_request_id(headers[IDEMPOTENCY_KEY], IDEMPOTENCY_KEY)
-        except InvalidInput as error:
-            raise Problem.from_invalid(error) from error
-    try:
-        return parse_request_id(_trace_root(headers.get(TRACE_ID, "")), TRACE_ID)
-    except InvalidInput:
-        return str(uuid.uuid4())
-
-
-def _trace_root(trace_id: str) -> str:
-    """The Root= field of an X-Amzn-Trace-Id: load balancers add or rewrite Self= on every
-    hop, so only the root stays the same when a client retries with its trace id."""
-    for field in trace_id.split(";"):
-        name, _, value = field.strip().partition("=")
-        if name == "Root" and value:
-            return f"Root={value}"
-    return trace_id
-
-
 def parse_request_datetime(text: str, field: str) -> datetime:
-    """An RFC 3339 field of a request, or a 400 problem naming it."""
+    """An RFC 3339 field of a request, or a 400 problem naming it. Digits beyond
+    microseconds are truncated, as the gRPC services truncate a Timestamp's nanoseconds."""
     try:
         return parse_rfc3339(text, field)
+    except InvalidInput as error:
+        raise Problem.from_invalid(error) from error
+
+
+def parse_range_start(text: str, field: str) -> datetime:
+    """The start of a requested range, or a 400 problem naming it. Digits beyond
+    microseconds round up, as the query service rounds a Timestamp's start: a start of
+    00:00:00.0000001 must not let the 00:00 point in."""
+    try:
+        return parse_rfc3339(text, field, round_up=True)
     except InvalidInput as error:
         raise Problem.from_invalid(error) from error
 

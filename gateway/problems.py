@@ -78,7 +78,8 @@ class Problem(Exception):
         detail = error.details() if status in _CLIENT_SAFE else None
         if errors:  # the service's message names its gRPC fields; say the API's names
             detail = "; ".join(f"{field}: {text}" for field, text in errors.items())
-        headers = {"Retry-After": "1"} if status in (409, 429, 503) else {}
+        # 504: the call may still be running; an immediate retry would race it.
+        headers = {"Retry-After": "1"} if status in (409, 429, 503, 504) else {}
         if status == 401:  # RFC 9110: a 401 names its scheme
             headers["WWW-Authenticate"] = BEARER_CHALLENGE
 
@@ -148,12 +149,16 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problems a route can answer with."""
+def problem_responses(
+    *statuses: int, headers: dict[str, Any] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problems a route can answer with, each with `headers` (OpenAPI
+    header objects by name) when given."""
     return {
         status: {
             "description": _TITLES.get(status, "Error"),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}},
+            **({"headers": headers} if headers else {}),
         }
         for status in statuses
     }

@@ -5,8 +5,13 @@ limit, dropped two windows after the client's last request, so memory follows th
 of the last two windows, however many distinct keys an attacker sends). Each gateway task
 limits on its own: behind a load balancer with N tasks a client may get up to N times the
 limit.
+
+A client without a token is counted by its address, which uvicorn takes from X-Forwarded-For
+when the peer is a trusted proxy (WALLET_TRUSTED_PROXIES): the rightmost entry that no
+trusted proxy added, so what the client wrote into the header itself changes nothing.
 """
 
+import logging
 import math
 import time
 
@@ -15,6 +20,23 @@ from limits import RateLimitItem, parse_many, storage, strategies
 from gateway.problems import Problem
 
 DISABLED = "disabled"
+# What uvicorn reads as "trust every peer" (exactly this; "*" in a list is no wildcard).
+EVERY_PEER = "*"
+
+log = logging.getLogger("wallet.gateway")
+
+
+def warn_if_every_peer_is_trusted(trusted_proxies: str) -> None:
+    """Logs a warning when WALLET_TRUSTED_PROXIES is "*". Accepted, like WALLET_AUTH=disabled,
+    for local experiments only: uvicorn then takes the client's address from the leftmost
+    X-Forwarded-For entry, which the client writes itself, so any client that can reach the
+    gateway picks whom its requests count against."""
+    if trusted_proxies == EVERY_PEER:
+        log.warning(
+            "WALLET_TRUSTED_PROXIES=* trusts X-Forwarded-For from every peer: any client can "
+            "choose the address its requests are rate-limited as; list the proxies' addresses "
+            "or ranges instead (on AWS the VPC's CIDR ranges)"
+        )
 
 
 def parse_rate_limit(spec: str) -> list[RateLimitItem]:

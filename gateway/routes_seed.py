@@ -14,6 +14,14 @@ from fastapi.responses import PlainTextResponse
 from gateway import calls
 from gateway.auth import API_PROBLEMS, SEED_WALLET, Caller, bearer_scheme, seed_caller
 from gateway.bodies import deposit_request, json_object, only_fields, required_text
+from gateway.idempotency import (
+    KEY_HEADER_OF_PROBLEMS,
+    KEY_HEADER_OF_SUCCESS,
+    KEY_PARAMETER,
+    REPLAYED_HEADER,
+    DepositKey,
+    success_headers,
+)
 from gateway.problems import Problem, problem_responses
 from gateway.routes_v1 import BackendsDep
 from gateway.schemas import SeedRecordIn, SeedRecordOut, SeedSearchIn
@@ -39,23 +47,38 @@ def _seed_point(instant_text: str, amount: str) -> str:
         "requestBody": {
             "required": True,
             "content": {_JSON: {"schema": SeedRecordIn.model_json_schema()}},
-        }
+        },
+        "parameters": [KEY_PARAMETER],
     },
     responses={
-        200: {"description": "A replay of the same key", "model": SeedRecordOut},
-        **problem_responses(400, *API_PROBLEMS, 409, 413, 415, 422, 500, 503, 504),
+        201: {"description": "The new record", "headers": KEY_HEADER_OF_SUCCESS},
+        200: {
+            "description": "A replay of the same key",
+            "model": SeedRecordOut,
+            "headers": {**KEY_HEADER_OF_SUCCESS, **REPLAYED_HEADER},
+        },
+        **problem_responses(
+            400, *API_PROBLEMS, 409, 413, 415, 422, 500, 503, 504, headers=KEY_HEADER_OF_PROBLEMS
+        ),
     },
     dependencies=[Security(bearer_scheme)],
 )
-async def seed_record(request: Request, backends: BackendsDep, caller: SeedCallerDep) -> Response:
-    key, occurred_at, amount = await deposit_request(request)
+async def seed_record(
+    key: DepositKey,  # before the caller: its refusals carry the key too
+    request: Request,
+    backends: BackendsDep,
+    caller: SeedCallerDep,
+) -> Response:
+    occurred_at, amount = await deposit_request(request)
     stored, replayed = await calls.record_deposit(
         backends, caller, SEED_WALLET, key, occurred_at, amount
     )
-    content = _seed_point(stored.occurred_at.ToDatetime(tzinfo=UTC).isoformat(), stored.amount)
-    if replayed:
-        return Response(content, media_type=_JSON, headers={"Idempotent-Replayed": "true"})
-    return Response(content, status_code=201, media_type=_JSON)
+    return Response(
+        _seed_point(stored.occurred_at.ToDatetime(tzinfo=UTC).isoformat(), stored.amount),
+        status_code=200 if replayed else 201,
+        media_type=_JSON,
+        headers=success_headers(key, replayed=replayed),
+    )
 
 
 @router.post(
@@ -78,7 +101,7 @@ async def seed_search(request: Request, backends: BackendsDep, caller: SeedCalle
         _RANGE_FIELDS[0],
     )
     only_fields(body, (start_field, end_field))
-    start = calls.parse_request_datetime(required_text(body, start_field), start_field)
+    start = calls.parse_range_start(required_text(body, start_field), start_field)
     end = calls.parse_request_datetime(required_text(body, end_field), end_field)
     if start > end:
         raise Problem(400, f"{start_field} must not be after {end_field}")

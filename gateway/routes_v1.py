@@ -11,6 +11,14 @@ from gateway import calls
 from gateway.auth import API_PROBLEMS, Caller, bearer_scheme, wallet_caller
 from gateway.backends import Backends
 from gateway.bodies import deposit_request
+from gateway.idempotency import (
+    KEY_HEADER_OF_PROBLEMS,
+    KEY_HEADER_OF_SUCCESS,
+    KEY_PARAMETER,
+    REPLAYED_HEADER,
+    DepositKey,
+    success_headers,
+)
 from gateway.problems import problem_responses
 from gateway.schemas import BalanceOut, HistoryOut, RecordIn, RecordOut, WalletIdPath
 from wallet.v1 import records_pb2
@@ -64,37 +72,41 @@ def record_body(record: records_pb2.Record) -> dict[str, str]:
             "required": True,
             "content": {"application/json": {"schema": RecordIn.model_json_schema()}},
         },
-        "parameters": [
-            {
-                "name": calls.IDEMPOTENCY_KEY,
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                "description": "1-255 printable ASCII characters; else X-Amzn-Trace-Id is "
-                "used, else one is generated (returned as request_id)",
-            }
-        ],
+        "parameters": [KEY_PARAMETER],
     },
     responses={
-        201: {"description": "The new record", "links": _RECORDED_WALLET_LINKS},
+        201: {
+            "description": "The new record",
+            "headers": KEY_HEADER_OF_SUCCESS,
+            "links": _RECORDED_WALLET_LINKS,
+        },
         200: {
             "description": "A replay: the original record (header Idempotent-Replayed: true)",
             "model": RecordOut,
+            "headers": {**KEY_HEADER_OF_SUCCESS, **REPLAYED_HEADER},
             "links": _RECORDED_WALLET_LINKS,
         },
-        **problem_responses(400, *API_PROBLEMS, 409, 413, 415, 422, 500, 503, 504),
+        **problem_responses(
+            400, *API_PROBLEMS, 409, 413, 415, 422, 500, 503, 504, headers=KEY_HEADER_OF_PROBLEMS
+        ),
     },
 )
 async def record(
-    wallet_id: WalletIdPath, request: Request, backends: BackendsDep, caller: WalletCallerDep
+    wallet_id: WalletIdPath,
+    key: DepositKey,  # before the caller: its refusals carry the key too
+    request: Request,
+    backends: BackendsDep,
+    caller: WalletCallerDep,
 ) -> JSONResponse:
-    key, occurred_at, amount = await deposit_request(request)
+    occurred_at, amount = await deposit_request(request)
     stored, replayed = await calls.record_deposit(
         backends, caller, wallet_id, key, occurred_at, amount
     )
-    if replayed:
-        return JSONResponse(record_body(stored), headers={"Idempotent-Replayed": "true"})
-    return JSONResponse(record_body(stored), status_code=201)
+    return JSONResponse(
+        record_body(stored),
+        status_code=200 if replayed else 201,
+        headers=success_headers(key, replayed=replayed),
+    )
 
 
 @router.get(
@@ -120,7 +132,7 @@ async def history(
         backends,
         caller,
         wallet_id,
-        calls.parse_request_datetime(start, "start"),
+        calls.parse_range_start(start, "start"),
         calls.parse_request_datetime(end, "end"),
         tz,
     )

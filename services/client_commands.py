@@ -74,7 +74,7 @@ def record(args: argparse.Namespace) -> int:
 
 def history(args: argparse.Namespace) -> int:
     try:
-        start = parse_rfc3339(args.start, "--start")
+        start = parse_rfc3339(args.start, "--start", round_up=True)
         end = parse_rfc3339(args.end, "--end")
     except InvalidInput as error:
         print(f"error: {error}", file=sys.stderr)

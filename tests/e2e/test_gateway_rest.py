@@ -2,6 +2,7 @@
 design's history example, idempotent replays and conflicts, exact decimals, and errors as
 application/problem+json."""
 
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal, localcontext
@@ -128,6 +129,27 @@ def test_design_history_example(gateway: httpx.Client) -> None:
     assert at >= written, current
 
 
+def test_history_starting_just_after_an_hour_leaves_that_hour_out(gateway: httpx.Client) -> None:
+    """Finding 6: a start a tenth of a microsecond after 00:00 is after 00:00; cutting the
+    digits beyond microseconds made it 00:00 and let that point in. An end's extra digits
+    are cut: the end is inclusive, so that never lets a later point in."""
+    wallet = new_wallet("sub-micro")
+    late_start = history(
+        gateway, wallet, start="2019-10-05T00:00:00.0000001Z", end="2019-10-05T02:00:00Z"
+    )
+    assert [point[0] for point in points(late_start)] == [
+        "2019-10-05T01:00:00+00:00",
+        "2019-10-05T02:00:00+00:00",
+    ]
+    late_end = history(
+        gateway, wallet, start="2019-10-05T00:00:00.0000000Z", end="2019-10-05T01:00:00.0000009Z"
+    )
+    assert [point[0] for point in points(late_end)] == [
+        "2019-10-05T00:00:00+00:00",
+        "2019-10-05T01:00:00+00:00",
+    ]
+
+
 # --- idempotency ------------------------------------------------------------------------
 
 
@@ -136,6 +158,7 @@ def test_same_key_same_payload_is_a_replay_with_the_original_body(gateway: httpx
     key = new_key("replay")
     first = record(gateway, wallet, "2020-02-03T04:05:06+02:00", "7.25", key=key)
     assert first.status_code == 201, first.text
+    assert first.headers["Idempotency-Key"] == key
 
     # The same payload, written differently (a JSON number, another offset, trailing zero).
     for again in (
@@ -144,6 +167,7 @@ def test_same_key_same_payload_is_a_replay_with_the_original_body(gateway: httpx
     ):
         assert again.status_code == 200, again.text
         assert again.headers.get("Idempotent-Replayed") == "true"
+        assert again.headers["Idempotency-Key"] == key
         assert again.json() == first.json()
 
     written = now()
@@ -152,26 +176,25 @@ def test_same_key_same_payload_is_a_replay_with_the_original_body(gateway: httpx
 
 
 @pytest.mark.parametrize(
-    ("other_wallet", "datetime_text", "amount"),
+    ("datetime_text", "amount"),
     [
-        (False, "2020-02-03T04:05:06+02:00", "7.26"),
-        (False, "2020-02-03T04:05:07+02:00", "7.25"),
-        (True, "2020-02-03T04:05:06+02:00", "7.25"),
+        ("2020-02-03T04:05:06+02:00", "7.26"),
+        ("2020-02-03T04:05:07+02:00", "7.25"),
     ],
-    ids=["other-amount", "other-datetime", "other-wallet"],
+    ids=["other-amount", "other-datetime"],
 )
 def test_same_key_other_payload_is_422(
-    gateway: httpx.Client, other_wallet: bool, datetime_text: str, amount: str
+    gateway: httpx.Client, datetime_text: str, amount: str
 ) -> None:
     wallet = new_wallet("conflict")
     key = new_key("conflict")
     first = record(gateway, wallet, "2020-02-03T04:05:06+02:00", "7.25", key=key)
     assert first.status_code == 201, first.text
 
-    target = new_wallet("conflict-other") if other_wallet else wallet
-    conflict = record(gateway, target, datetime_text, amount, key=key)
+    conflict = record(gateway, wallet, datetime_text, amount, key=key)
     body = assert_problem(conflict, 422)
     assert "Idempotent-Replayed" not in conflict.headers
+    assert conflict.headers["Idempotency-Key"] == key
     assert "detail" in body
 
     # The original is untouched: the same request still replays it.
@@ -180,12 +203,13 @@ def test_same_key_other_payload_is_422(
     assert again.json() == first.json()
 
 
-def test_without_key_or_trace_id_each_request_gets_its_own_id(gateway: httpx.Client) -> None:
+def test_without_a_key_each_deposit_gets_its_own_and_is_told_it(gateway: httpx.Client) -> None:
     wallet = new_wallet("no-key")
     responses = [record(gateway, wallet, "2020-03-04T05:06:07Z", "2.5") for _ in range(2)]
     for response in responses:
         assert response.status_code == 201, response.text
         assert response.json()["request_id"]
+        assert response.headers["Idempotency-Key"] == response.json()["request_id"]
     ids = {response.json()["request_id"] for response in responses}
     assert len(ids) == 2, ids
 
@@ -194,7 +218,41 @@ def test_without_key_or_trace_id_each_request_gets_its_own_id(gateway: httpx.Cli
     assert Decimal(balance(gateway, wallet)["balance"]) == Decimal(5)
 
 
-def test_idempotency_key_wins_over_trace_id(gateway: httpx.Client) -> None:
+def test_two_deposits_in_one_trace_are_both_recorded(gateway: httpx.Client) -> None:
+    """Finding 1: every call of one distributed trace shares its Root=, so a key taken from
+    the trace id recorded the second deposit as a replay of the first (200, counted once)."""
+    wallet = new_wallet("one-trace")
+    root = f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}"
+    responses = [
+        post_json(
+            gateway,
+            records_path(wallet),
+            record_json(datetime_text, amount),
+            {"X-Amzn-Trace-Id": f"{root};Parent={parent};Sampled=1"},
+        )
+        for datetime_text, amount, parent in (
+            ("2020-03-05T10:15:00Z", "1.25", "53995c3f42cd8ad8"),
+            ("2020-03-05T10:45:00Z", "2.5", "8ad853995c3f42cd"),
+        )
+    ]
+    # Before the fix: 201, then 422 (one key, two payloads); with equal payloads a 200 replay.
+    assert [response.status_code for response in responses] == [201, 201], responses[1].text
+    keys = {response.json()["request_id"] for response in responses}
+    assert len(keys) == 2, keys
+    assert not any(root.removeprefix("Root=") in key for key in keys), keys
+
+    wait_for_projection(gateway, now())
+    assert Decimal(balance(gateway, wallet)["balance"]) == Decimal("3.75")
+    hours = history(gateway, wallet, start="2020-03-05T10:00:00Z", end="2020-03-05T11:00:00Z")
+    assert points(hours) == [
+        ("2020-03-05T10:00:00+00:00", "0", "0"),
+        ("2020-03-05T11:00:00+00:00", "3.75", "3.75"),
+    ]
+
+
+def test_the_idempotency_key_is_used_as_sent_whatever_the_trace_id(
+    gateway: httpx.Client,
+) -> None:
     wallet = new_wallet("key-wins")
     key, trace = new_key("key"), new_key("Root=1")
     response = post_json(
@@ -205,6 +263,25 @@ def test_idempotency_key_wins_over_trace_id(gateway: httpx.Client) -> None:
     )
     assert response.status_code == 201, response.text
     assert response.json()["request_id"] == key
+    assert response.headers["Idempotency-Key"] == key
+
+
+@pytest.mark.parametrize("sent_key", [True, False], ids=["sent", "generated"])
+def test_refused_deposits_carry_the_key_they_were_tried_under(
+    gateway: httpx.Client, sent_key: bool
+) -> None:
+    """Finding 9: a 400 from the body and one from the command service, both with the key
+    (the client's, or the one the gateway generated)."""
+    wallet = new_wallet("refused")
+    for content in ('{"datetime": ', record_json("2020-03-06T00:00:00Z", "0")):
+        key = new_key("refused") if sent_key else None
+        headers = {"Idempotency-Key": key} if key else {}
+        response = post_json(gateway, records_path(wallet), content, headers)
+        assert_problem(response, 400)
+        if key:
+            assert response.headers["Idempotency-Key"] == key
+        else:
+            assert uuid.UUID(response.headers["Idempotency-Key"]).version == 4
 
 
 # --- exact decimals ---------------------------------------------------------------------

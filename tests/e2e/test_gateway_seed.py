@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.stack import (
     assert_problem,
+    new_key,
     now,
     post_json,
     problem_fields,
@@ -34,30 +35,97 @@ def search(client: httpx.Client, body: dict[str, str]) -> httpx.Response:
     return post_json(client, "/search", json.dumps(body))
 
 
-def test_record_then_replay_by_trace_id(gateway: httpx.Client) -> None:
-    headers = {"X-Amzn-Trace-Id": trace_id()}
+def amounts_by_hour(answer: httpx.Response) -> list[tuple[str, Decimal]]:
+    assert answer.status_code == 200, answer.text
+    points: list[dict[str, Any]] = json.loads(answer.text, parse_float=Decimal)
+    return [(point["datetime"], Decimal(point["amount"])) for point in points]
+
+
+def test_record_then_replay_by_idempotency_key(gateway: httpx.Client) -> None:
+    key = new_key("seed")
+    headers = {"Idempotency-Key": key}
     content = record_json("1991-06-07T08:09:10+02:00", "1.1", amount_as_number=True)
 
     first = post_json(gateway, "/", content, headers)
     assert first.status_code == 201, first.text
     assert first.headers["content-type"].startswith("application/json")
     assert "Idempotent-Replayed" not in first.headers
+    assert first.headers["Idempotency-Key"] == key
     assert first.text == '{"datetime": "1991-06-07T06:09:10+00:00", "amount": 1.1}'
 
     again = post_json(gateway, "/", content, headers)
     assert again.status_code == 200, again.text
     assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.headers["Idempotency-Key"] == key
     assert again.text == first.text
 
-    # The same trace id with another payload is a conflict.
+    # The same key with another payload is a conflict.
     other = record_json("1991-06-07T08:09:10+02:00", "2.2", amount_as_number=True)
-    assert_problem(post_json(gateway, "/", other, headers), 422)
+    conflict = post_json(gateway, "/", other, headers)
+    assert_problem(conflict, 422)
+    assert conflict.headers["Idempotency-Key"] == key
+
+
+def test_two_deposits_in_one_trace_are_both_recorded(gateway: httpx.Client) -> None:
+    """Finding 1, on the seed's route: no key is ever taken from X-Amzn-Trace-Id, whose
+    Root= every call of one distributed trace shares."""
+    root = trace_id()
+    responses = [
+        post_json(
+            gateway,
+            "/",
+            record_json(datetime_text, amount, amount_as_number=True),
+            {"X-Amzn-Trace-Id": f"{root};Parent={parent}"},
+        )
+        for datetime_text, amount, parent in (
+            ("1994-02-03T10:15:00Z", "1.25", "53995c3f42cd8ad8"),
+            ("1994-02-03T10:45:00Z", "2.5", "8ad853995c3f42cd"),
+        )
+    ]
+    # Before the fix: 201, then 422 (one key, two payloads); with equal payloads a 200 replay.
+    assert [response.status_code for response in responses] == [201, 201], responses[1].text
+    wait_for_projection(gateway, now())
+
+    hours = amounts_by_hour(
+        search(
+            gateway,
+            {"startDatetime": "1994-02-03T10:00:00Z", "endDatetime": "1994-02-03T11:00:00Z"},
+        )
+    )
+    assert [when for when, _ in hours] == ["1994-02-03T10:00:00+00:00", "1994-02-03T11:00:00+00:00"]
+    assert hours[1][1] - hours[0][1] == Decimal("3.75")  # both counted, whatever came before
+
+
+def test_refused_deposits_carry_the_key_they_were_tried_under(gateway: httpx.Client) -> None:
+    """Finding 9, on the seed's route: a 400 from the body and one from the command service
+    carry the key, sent or generated."""
+    for content in ('{"datetime": ', record_json("1994-02-04T00:00:00Z", "-1")):
+        key = new_key("seed-refused")
+        sent = post_json(gateway, "/", content, {"Idempotency-Key": key})
+        assert_problem(sent, 400)
+        assert sent.headers["Idempotency-Key"] == key
+        generated = post_json(gateway, "/", content)
+        assert_problem(generated, 400)
+        assert uuid.UUID(generated.headers["Idempotency-Key"]).version == 4
+
+
+def test_search_starting_just_after_an_hour_leaves_that_hour_out(gateway: httpx.Client) -> None:
+    """Finding 6, on the seed's route: a start a tenth of a microsecond after 00:00 is
+    after 00:00, so the 00:00 point is not in the answer."""
+    hours = amounts_by_hour(
+        search(
+            gateway,
+            {
+                "startDatetime": "1994-02-05T00:00:00.0000001Z",
+                "endDatetime": "1994-02-05T02:00:00Z",
+            },
+        )
+    )
+    assert [when for when, _ in hours] == ["1994-02-05T01:00:00+00:00", "1994-02-05T02:00:00+00:00"]
 
 
 def test_record_with_a_string_amount(gateway: httpx.Client) -> None:
-    response = post_json(
-        gateway, "/", record_json("1992-01-01T00:00:00Z", "0.30"), {"X-Amzn-Trace-Id": trace_id()}
-    )
+    response = post_json(gateway, "/", record_json("1992-01-01T00:00:00Z", "0.30"))
     assert response.status_code == 201, response.text
     assert response.text == '{"datetime": "1992-01-01T00:00:00+00:00", "amount": 0.3}'
 
@@ -73,7 +141,7 @@ def test_record_with_a_string_amount(gateway: httpx.Client) -> None:
     ],
 )
 def test_body_with_wrong_fields_is_400(gateway: httpx.Client, content: str) -> None:
-    body = assert_problem(post_json(gateway, "/", content, {"X-Amzn-Trace-Id": trace_id()}), 400)
+    body = assert_problem(post_json(gateway, "/", content), 400)
     expected = set(json.loads(content)) - {"datetime", "amount"}
     if expected:
         assert problem_fields(body) == expected, body
@@ -93,10 +161,7 @@ def test_search_answers_hourly_balances_as_exact_json_numbers(gateway: httpx.Cli
         ("1990-01-02T11:59:59.999999Z", "0.000000000000000001"),
     ):
         response = post_json(
-            gateway,
-            "/",
-            record_json(datetime_text, amount, amount_as_number=True),
-            {"X-Amzn-Trace-Id": trace_id()},
+            gateway, "/", record_json(datetime_text, amount, amount_as_number=True)
         )
         assert response.status_code == 201, response.text
     wait_for_projection(gateway, now())

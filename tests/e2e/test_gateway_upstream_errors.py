@@ -1,18 +1,23 @@
 """The gateway process in front of misbehaving backends: every gRPC status becomes the HTTP
 status the design's table gives, as application/problem+json, and a 5xx never carries a
-traceback, an exception or any other internal message.
+traceback, an exception or any other internal message. Every answer to a deposit carries
+the idempotency key it was tried under, so a 503 or 504 can be retried safely.
 
 `wallet serve gateway` runs as a real process; its command backend is a fake WalletCommand
 in this process (real gRPC over a real socket) that fails on demand, chosen by wallet id;
-its query backend is a port where nothing listens.
+its query backend is a port where nothing listens. The retry after an outage runs against a
+real command service whose DynamoDB Local is stopped and started again.
 """
 
 import re
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 
 import grpc
 import httpx
@@ -20,11 +25,19 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.domain.errors import FieldViolation, InvalidInput
 from services.ledger.grpc_errors import abort_invalid
-from services.local.dynamodb_local import free_port
+from services.local.dynamodb_local import DynamoDBLocal, free_port
 from tests.auth_support import bearer_header, token_for
-from tests.e2e.processes import WalletProcess, child_env, tail
+from tests.e2e.processes import (
+    StartCommandService,
+    WalletProcess,
+    child_env,
+    local_client,
+    scan_table,
+    tail,
+)
 from tests.e2e.stack import assert_problem, post_json, problem_fields, record_json
 from wallet.v1 import command_pb2, command_pb2_grpc, records_pb2
 
@@ -37,6 +50,10 @@ LEAKS = ("traceback", "hunter2", "10.9.8.7", "psycopg", "exception", "runtimeerr
 GATEWAY_DEADLINE = 1.0
 SLOW_CALL = 4.0
 STARTUP_TIMEOUT = 60.0
+# Long enough for a client to see the outage end (a real client would back off longer).
+RETRY_TIMEOUT = 60.0
+# The outage's gateway waits as long as a deployed one: a 503 or a 504, either may come.
+OUTAGE_DEADLINE = 10.0
 
 
 class FailingCommand(command_pb2_grpc.WalletCommandServicer):
@@ -115,32 +132,40 @@ def fake_command_port() -> Iterator[int]:
         server.stop(grace=0)
 
 
-@pytest.fixture(scope="module")
-def lone_gateway(
-    fake_command_port: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Gateway]:
+def start_gateway(command_port: int, log_dir: Path, deadline: float = GATEWAY_DEADLINE) -> Gateway:
+    """`wallet serve gateway` in front of the command service on `command_port`, once it is
+    alive; its query backend is a port where nothing listens."""
     port, query_port = free_port(), free_port()
     env = child_env(
         WALLET_GATEWAY_PORT=str(port),
         WALLET_LISTEN_HOST="127.0.0.1",
-        WALLET_COMMAND_ADDRESS=f"127.0.0.1:{fake_command_port}",
+        WALLET_COMMAND_ADDRESS=f"127.0.0.1:{command_port}",
         WALLET_QUERY_ADDRESS=f"127.0.0.1:{query_port}",
-        WALLET_GATEWAY_DEADLINE_SECONDS=str(GATEWAY_DEADLINE),
+        WALLET_GATEWAY_DEADLINE_SECONDS=str(deadline),
         WALLET_SHUTDOWN_GRACE_SECONDS="1",
     )
     process = WalletProcess.start(
-        ["serve", "gateway"],
-        env,
-        command_port=fake_command_port,
-        log_dir=tmp_path_factory.mktemp("lone-gateway"),
+        ["serve", "gateway"], env, command_port=command_port, log_dir=log_dir
     )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             _wait_until_alive(client, process)
-        yield Gateway(f"http://127.0.0.1:{port}", process, query_port)
-        assert process.process.poll() is None, "the gateway died during the tests"
-    finally:
+    except BaseException:
         process.stop()
+        raise
+    return Gateway(f"http://127.0.0.1:{port}", process, query_port)
+
+
+@pytest.fixture(scope="module")
+def lone_gateway(
+    fake_command_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    gateway = start_gateway(fake_command_port, tmp_path_factory.mktemp("lone-gateway"))
+    try:
+        yield gateway
+        assert gateway.process.process.poll() is None, "the gateway died during the tests"
+    finally:
+        gateway.process.stop()
 
 
 @pytest.fixture
@@ -172,13 +197,20 @@ def client(gateway: Gateway) -> httpx.Client:
     return gateway.client
 
 
-def record(gateway: Gateway, wallet_id: str) -> httpx.Response:
+def record(gateway: Gateway, wallet_id: str, *, send_key: bool = True) -> httpx.Response:
     return post_json(
         client(gateway),
         f"/v1/wallets/{wallet_id}/records",
         record_json("2020-01-01T00:00:00Z", "1"),
-        {"Idempotency-Key": f"upstream-{wallet_id}"},
+        {"Idempotency-Key": f"upstream-{wallet_id}"} if send_key else {},
     )
+
+
+def generated_key(response: httpx.Response) -> str:
+    """The key the gateway chose for a deposit that came without one: a random UUID."""
+    key = response.headers["Idempotency-Key"]
+    assert uuid.UUID(key).version == 4, key
+    return key
 
 
 def assert_no_internals(response: httpx.Response, status: int) -> None:
@@ -206,8 +238,21 @@ def assert_no_internals(response: httpx.Response, status: int) -> None:
 def test_server_errors_carry_no_internals(gateway: Gateway, mode: str, status: int) -> None:
     response = record(gateway, mode)
     assert_no_internals(response, status)
-    if status == 503:
+    assert response.headers["Idempotency-Key"] == f"upstream-{mode}"
+    if status in (503, 504):  # both are retryable refusals
         assert response.headers.get("Retry-After") == "1"
+    else:
+        assert "Retry-After" not in response.headers
+
+
+@pytest.mark.parametrize(("mode", "status"), [("unavailable", 503), ("slow", 504)])
+def test_a_deposit_sent_without_a_key_is_told_the_key_it_may_retry_with(
+    gateway: Gateway, mode: str, status: int
+) -> None:
+    """Finding 9: the generated key was only in a success's body."""
+    response = record(gateway, mode, send_key=False)
+    assert_no_internals(response, status)
+    generated_key(response)
 
 
 @pytest.mark.parametrize(
@@ -222,8 +267,10 @@ def test_server_errors_carry_no_internals(gateway: Gateway, mode: str, status: i
     ],
 )
 def test_client_errors_follow_the_status_table(gateway: Gateway, mode: str, status: int) -> None:
-    body = assert_problem(record(gateway, mode), status)
+    response = record(gateway, mode)
+    body = assert_problem(response, status)
     assert body.get("detail") == SECRET  # messages for these statuses are meant for clients
+    assert response.headers["Idempotency-Key"] == f"upstream-{mode}"
 
 
 @pytest.mark.parametrize("mode", ["aborted", "exhausted"])
@@ -310,3 +357,58 @@ def test_an_unexpected_error_does_not_break_the_connection(gateway: Gateway) -> 
         "the gateway dropped the keep-alive connection after a 500 that did not say "
         f"`Connection: close` (500 head: {head!r}; next answer: {after!r})"
     )
+
+
+def post_until_answered(http: httpx.Client, path: str, content: str, key: str) -> httpx.Response:
+    """Retries the deposit with its key, as a client does, while the answer says retry."""
+    deadline = time.monotonic() + RETRY_TIMEOUT
+    while True:
+        response = post_json(http, path, content, {"Idempotency-Key": key})
+        if response.status_code not in (503, 504) or time.monotonic() > deadline:
+            return response
+        time.sleep(0.5)
+
+
+def test_a_deposit_refused_in_an_outage_records_once_when_retried_with_its_key(
+    restartable_dynamodb: DynamoDBLocal,
+    start_command_service: StartCommandService,
+    tmp_path: Path,
+) -> None:
+    """Finding 9 end to end: a client that sent no key gets 503 or 504 while DynamoDB is
+    down, retries with the key the answer named once it is back, and is recorded exactly
+    once (whether or not the refused attempt's write landed after all)."""
+    table_name = "ledger-gateway-outage"
+    ensure_table(local_client(restartable_dynamodb), table_name)
+    command = start_command_service(restartable_dynamodb, table_name)
+    gateway = start_gateway(command.command_port, tmp_path / "gateway", OUTAGE_DEADLINE)
+    wallet = "outage-retry"
+    path = f"/v1/wallets/{wallet}/records"
+    content = record_json("2020-01-01T00:00:00Z", "2.5")
+    try:
+        with httpx.Client(base_url=gateway.base_url, timeout=30, headers=bearer_header()) as http:
+            # A first write warms the command service's connections up, so the outage below
+            # has to be noticed on connections that were working.
+            warm = post_json(
+                http, "/v1/wallets/outage-warm/records", record_json("2020-01-01T00:00:00Z", "1")
+            )
+            assert warm.status_code == 201, warm.text
+
+            restartable_dynamodb.stop()
+            refused = post_json(http, path, content)
+            assert refused.status_code in (503, 504), refused.text
+            key = generated_key(refused)
+
+            restartable_dynamodb.start()
+            retried = post_until_answered(http, path, content, key)
+            assert retried.status_code in (200, 201), retried.text
+            assert retried.headers["Idempotency-Key"] == retried.json()["request_id"] == key
+            again = post_json(http, path, content, {"Idempotency-Key": key})
+            assert again.status_code == 200, again.text
+            assert again.headers["Idempotent-Replayed"] == "true"
+            assert again.json() == retried.json()
+    finally:
+        gateway.process.stop()
+
+    contents = scan_table(local_client(restartable_dynamodb), table_name)
+    assert contents.record_totals()[wallet] == (Decimal("2.5"), 1)
+    assert contents.aggregate_totals()[wallet] == (Decimal("2.5"), 1)

@@ -1,7 +1,7 @@
 """Reading instants that clients write: RFC 3339 with an explicit offset, nothing else."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from services.ledger.domain.errors import InvalidInput
 
@@ -12,16 +12,25 @@ _RFC3339 = re.compile(
     r"(?:\.(?P<fraction>\d+))?(?P<offset>[Zz]|[+-]\d{2}:[0-5]\d)",
     re.ASCII,
 )
+_MICROSECOND_DIGITS = 6
+_MICROSECOND = timedelta(microseconds=1)
+_OUT_OF_RANGE = "must be within 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
 
 
-def parse_rfc3339(text: str, field: str) -> datetime:
-    """An aware datetime that also exists in UTC; fractions beyond microseconds are truncated."""
+def parse_rfc3339(text: str, field: str, *, round_up: bool = False) -> datetime:
+    """An aware datetime that also exists in UTC, in the offset as written, at Python's
+    microsecond precision: digits beyond microseconds are truncated, as the gRPC services
+    truncate a Timestamp's nanoseconds. With `round_up` they round up to the next microsecond
+    instead, as the query service reads a range's start, which must not move before the
+    instant the client sent (00:00:00.0000001 must not let the 00:00 point in); in UTC when
+    the written offset cannot spell the result (9999-12-31T23:59:59.9999999+01:00)."""
     match = _RFC3339.fullmatch(text.strip()) if text else None
     if match is None:
         raise InvalidInput.single(
             field, "must be an RFC 3339 date-time with an offset, e.g. 2019-10-05T14:48:01+01:00"
         )
-    fraction = (match["fraction"] or "")[:6].ljust(6, "0")
+    digits = match["fraction"] or ""
+    fraction = digits[:_MICROSECOND_DIGITS].ljust(_MICROSECOND_DIGITS, "0")
     offset = "+00:00" if match["offset"] in ("Z", "z") else match["offset"]
     try:
         instant = datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}{offset}")
@@ -31,7 +40,19 @@ def parse_rfc3339(text: str, field: str) -> datetime:
     try:
         instant.astimezone(UTC)
     except OverflowError as error:
-        raise InvalidInput.single(
-            field, "must be within 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
-        ) from error
+        raise InvalidInput.single(field, _OUT_OF_RANGE) from error
+    if round_up and digits[_MICROSECOND_DIGITS:].strip("0"):
+        return _next_microsecond(instant, field)
     return instant
+
+
+def _next_microsecond(instant: datetime, field: str) -> datetime:
+    """`instant` plus a microsecond, in its own offset when that can spell it, else in UTC."""
+    try:
+        return instant + _MICROSECOND
+    except OverflowError:
+        pass
+    try:
+        return instant.astimezone(UTC) + _MICROSECOND
+    except OverflowError as error:
+        raise InvalidInput.single(field, _OUT_OF_RANGE) from error
