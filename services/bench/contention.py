@@ -198,7 +198,7 @@ class OurScheme:
         aggregates = records = Decimal(0)
         for item in _scan(self._client, self._table_name):
             if item[t.KIND]["S"] == t.AGGREGATE_KIND:
-                aggregates += Decimal(item[t.AMOUNT]["N"])
+                aggregates += t.aggregate_amount(item)
             else:
                 records += Decimal(item[t.AMOUNT]["N"])
         return Totals(aggregates, records)

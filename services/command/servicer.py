@@ -5,7 +5,12 @@ from datetime import UTC, datetime
 
 import grpc
 
-from services.ledger.adapters.write_store import StoreContended, StoreUnavailable, WriteStore
+from services.ledger.adapters.write_store import (
+    StoreContended,
+    StoreRefused,
+    StoreUnavailable,
+    WriteStore,
+)
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.money import format_amount
 from services.ledger.domain.records import (
@@ -56,12 +61,16 @@ class WalletCommandServicer(command_pb2_grpc.WalletCommandServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, "the ledger store is unavailable; retry")
         except StoreContended:
             context.abort(grpc.StatusCode.ABORTED, "too many concurrent writes; retry")
+        except StoreRefused as error:
+            abort_invalid(
+                context, InvalidInput.single(error.field, "was refused by the ledger store")
+            )
 
         count_record_outcome(outcome)
         if isinstance(outcome, Conflicting):
             context.abort(
                 grpc.StatusCode.ALREADY_EXISTS,
-                "request_id was already used with a different payload",
+                "request_id was already used in this wallet with a different payload",
             )
         return command_pb2.RecordTransactionResponse(
             record=record_message(outcome.record), replayed=isinstance(outcome, Replayed)

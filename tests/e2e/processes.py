@@ -408,7 +408,7 @@ class TableContents:
         for item in self.aggregates:
             amount, count = totals[item[t.WALLET_ID]["S"]]
             totals[item[t.WALLET_ID]["S"]] = (
-                amount + Decimal(item[t.AMOUNT]["N"]),
+                amount + t.aggregate_amount(item),
                 count + int(item[t.RECORD_COUNT]["N"]),
             )
         return dict(totals)

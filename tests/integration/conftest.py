@@ -50,8 +50,15 @@ def aggregates(items: Iterable[Item]) -> list[Item]:
     return [item for item in items if item[t.KIND]["S"] == t.AGGREGATE_KIND]
 
 
+def item_amount(item: Item) -> Decimal:
+    """A record's amount, or an aggregate's running sum (decoded as the updater does)."""
+    if item[t.KIND]["S"] == t.AGGREGATE_KIND:
+        return t.aggregate_amount(item)
+    return Decimal(item[t.AMOUNT]["N"])
+
+
 def total_amount(items: Iterable[Item]) -> Decimal:
-    return exact_sum(Decimal(item[t.AMOUNT]["N"]) for item in items)
+    return exact_sum(map(item_amount, items))
 
 
 def total_count(items: Iterable[Item]) -> int:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
 from gateway.bodies import amount_text
-from gateway.calls import request_key
+from gateway.idempotency import request_key
 from gateway.problems import Problem
 from services.ledger.adapters.ledger_table import aggregate_key, record_key
 from services.ledger.domain.buckets import (
@@ -306,6 +306,39 @@ def test_fraction_digits_beyond_microseconds_are_truncated_never_rounded(
     )
 
 
+LAST_MICROSECOND = datetime.max.replace(tzinfo=UTC)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rfc3339_texts())
+@example("2019-10-05T00:00:00.0000001Z")  # finding 6: not 00:00 itself
+@example("2019-10-05T00:00:00.0000000Z")  # zeros only: already a microsecond
+@example("2019-10-05T00:00:00.1234560001+05:45")
+@example("2019-10-05T00:00:00.9999999-01:00")  # rounds into the next second
+@example("9999-12-31T23:59:59.9999999+00:00")  # no next microsecond in UTC
+@example("9999-12-31T23:59:59.9999999+01:00")  # only UTC can spell the next one
+def test_a_range_start_rounds_digits_beyond_microseconds_up(text: str) -> None:
+    """The least microsecond instant not before the one written: a start at
+    00:00:00.0000001 must not let the 00:00 point in, as the query service rounds a
+    Timestamp's start up."""
+    truncated = expected_instant(text)
+    fraction = _RFC3339_TEXT.fullmatch(text)[7] or ""  # type: ignore[index]
+    exact_is_a_microsecond = not fraction[6:].strip("0")
+    parsed, refused = attempt(lambda: parse_rfc3339(text, "start", round_up=True))
+    if truncated is None or (
+        not exact_is_a_microsecond and truncated.astimezone(UTC) == LAST_MICROSECOND
+    ):
+        assert refused == ["start"]
+        return
+    assert parsed is not None, refused
+    step = timedelta(0) if exact_is_a_microsecond else timedelta(microseconds=1)
+    assert parsed.astimezone(UTC) == truncated.astimezone(UTC) + step
+    if parsed.utcoffset() != truncated.utcoffset():  # only past 9999-12-31 in its own offset
+        assert parsed.utcoffset() == timedelta(0)
+        assert truncated.replace(tzinfo=None) == datetime.max
+    assert parse_instant(format_instant(parsed)) == parsed
+
+
 # --- buckets -------------------------------------------------------------------------------
 
 
@@ -435,13 +468,15 @@ close_request_ids = st.text("aA1#-_ =", min_size=1, max_size=6) | st.builds(
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(st.tuples(close_wallets, close_buckets, st.integers(0, 12)), max_size=30),
-    st.lists(close_request_ids, max_size=30),
+    st.lists(st.tuples(close_wallets, close_request_ids), max_size=30),
 )
 def test_distinct_items_never_share_a_key(
-    aggregates: list[tuple[str, datetime, int]], requests: list[str]
+    aggregates: list[tuple[str, datetime, int]], requests: list[tuple[str, str]]
 ) -> None:
+    """Request ids are scoped per wallet: (wallet, request id) pairs that differ in either
+    never share a key, even where request ids hold "#" or look like other keys."""
     aggregate_keys = {item: item_key(aggregate_key(*item)) for item in aggregates}
-    record_keys = {request: item_key(record_key(request)) for request in requests}
+    record_keys = {request: item_key(record_key(*request)) for request in requests}
     keys = [*aggregate_keys.values(), *record_keys.values()]
     assert len(set(keys)) == len(aggregate_keys) + len(record_keys)
 
@@ -490,47 +525,13 @@ trace_ids = header_text | st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(trace_ids)
-@example("Root=")
-@example("Self=1-a;Root=1-b-c")
-@example("Root=1-\x00")
-def test_a_trace_id_gives_its_root_itself_or_a_fresh_uuid(trace: str) -> None:
+@example("Root=1-5759e988-bd862e3fe1be46a994272793")
+@example("custom-trace-7")  # a valid request id on its own
+def test_without_an_idempotency_key_a_trace_id_never_becomes_the_key(trace: str) -> None:
+    """Every call of one distributed trace shares its trace id: each deposit without an
+    Idempotency-Key gets a fresh random key, whatever X-Amzn-Trace-Id says."""
     headers = raw_headers(X_Amzn_Trace_Id=trace)
-    key = request_key(headers)
-    assert parse_request_id(key) == key
-    again = request_key(headers)
-    if again != key:  # a fresh key for each call: nothing in the header was usable
-        assert uuid.UUID(key).version == uuid.UUID(again).version == 4
-        assert not is_request_id(trace) or "Root=" in trace
-        return
-    fields = [field.strip() for field in trace.split(";")]
-    assert key == trace or (key.startswith("Root=") and key in fields)
-    if "Root=" not in trace and is_request_id(trace):
-        assert key == trace
-
-
-root_values = (
-    st.text(PRINTABLE_ASCII.replace(";", ""), min_size=1, max_size=250).map(str.strip).filter(bool)
-)
-other_fields = st.lists(
-    st.builds(
-        lambda name, value: f"{name}={value}",
-        st.sampled_from(["Parent", "Sampled", "Lineage"]),
-        trace_field_values,
-    ),
-    max_size=3,
-)
-
-
-@settings(max_examples=200, deadline=None)
-@given(root_values, trace_field_values, trace_field_values, other_fields, st.randoms())
-def test_a_retry_with_another_self_keeps_the_key_of_its_root(
-    root: str, first_self: str, retry_self: str, others: list[str], random: Any
-) -> None:
-    """Load balancers add or rewrite Self= (and may reorder fields) on every hop."""
-    first = [f"Root={root}", f"Self={first_self}", *others]
-    retry = [f"Root={root}", f"Self={retry_self}", *others]
-    random.shuffle(first)
-    random.shuffle(retry)
-    first_key = request_key(raw_headers(X_Amzn_Trace_Id=";".join(first)))
-    retry_key = request_key(raw_headers(X_Amzn_Trace_Id=" ; ".join(retry)))
-    assert first_key == retry_key == f"Root={root}"
+    key, again = request_key(headers), request_key(headers)
+    assert key != again
+    assert uuid.UUID(key).version == uuid.UUID(again).version == 4
+    assert str(uuid.UUID(key)) == key, "the key is the UUID's canonical text, nothing else"

@@ -1,5 +1,7 @@
-"""new_deposit validation, the idempotency fingerprint and the aggregate shard."""
+"""new_deposit validation, the idempotency fingerprint, the replay/conflict decision and the
+aggregate shard."""
 
+import hashlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -9,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ledger.domain.errors import InvalidInput
-from services.ledger.domain.records import MAX_FUTURE_SKEW, Deposit, new_deposit
+from services.ledger.domain.records import (
+    MAX_FUTURE_SKEW,
+    Conflicting,
+    Deposit,
+    Replayed,
+    StoredRecord,
+    new_deposit,
+    outcome_for_existing,
+)
 
 NOW = datetime(2024, 6, 1, 12, 0, 0, tzinfo=UTC)
 PLUS_ONE = timezone(timedelta(hours=1))
@@ -116,15 +126,23 @@ def test_fingerprint_ignores_the_offset_of_the_same_instant() -> None:
     assert deposit(occurred_at=in_kathmandu).fingerprint == deposit().fingerprint
 
 
-def test_fingerprint_ignores_the_request_id() -> None:
-    """It fingerprints the payload; the request id is the key it is stored under."""
+def test_fingerprint_ignores_the_request_id_and_the_wallet() -> None:
+    """It fingerprints the payload; (wallet, request id) is the key it is stored under.
+    Before request ids were scoped per wallet, the wallet was part of it."""
     assert deposit(request_id="a").fingerprint == deposit(request_id="b").fingerprint
+    assert deposit(wallet_id="w1").fingerprint == deposit(wallet_id="w2").fingerprint
+
+
+def test_fingerprint_is_sha256_of_the_canonical_payload_text() -> None:
+    """Pinned: stored fingerprints decide replays for ever, so the text they hash may never
+    change (a change would turn every later replay of an older record into a conflict)."""
+    text = "2019-10-05T13:48:01.250000Z\n1.1"
+    assert deposit(amount="1.10").fingerprint == hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.mark.parametrize(
     "changes",
     [
-        {"wallet_id": "w2"},
         {"amount": "1.11"},
         {"amount": "11"},
         {"occurred_at": OCCURRED + timedelta(microseconds=1)},
@@ -135,11 +153,45 @@ def test_fingerprint_differs_for_another_payload(changes: dict[str, object]) -> 
     assert deposit(**changes).fingerprint != deposit().fingerprint  # type: ignore[arg-type]
 
 
-def test_fingerprint_separates_fields() -> None:
-    """Field boundaries matter: wallet "w1" amount "11" is not wallet "w11" amount "1"."""
-    a = Deposit("w1", "r", OCCURRED, Decimal("11"))
-    b = Deposit("w11", "r", OCCURRED, Decimal("1"))
-    assert a.fingerprint != b.fingerprint
+STORED = StoredRecord(deposit(), recorded_at=NOW)
+
+
+def test_the_stored_fingerprint_equal_to_the_deposits_is_a_replay_of_the_stored_record() -> None:
+    again = deposit(amount="1.10", occurred_at=OCCURRED.astimezone(UTC))
+    assert outcome_for_existing(again, STORED, again.fingerprint) == Replayed(STORED)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"amount": "1.11"},
+        {"occurred_at": OCCURRED + timedelta(microseconds=1)},
+    ],
+)
+def test_another_payload_is_a_conflict_with_the_stored_record(changes: dict[str, object]) -> None:
+    other = deposit(**changes)  # type: ignore[arg-type]
+    assert outcome_for_existing(other, STORED, STORED.deposit.fingerprint) == Conflicting(STORED)
+
+
+def test_the_stored_fingerprint_decides_not_one_recomputed_from_the_stored_payload() -> None:
+    """Before the fix, the fingerprint was written with each record but never read. Whatever
+    the stored payload hashes to today, the fingerprint stored with it is the one compared."""
+    same_payload = deposit()
+    assert outcome_for_existing(same_payload, STORED, "0" * 64) == Conflicting(STORED)
+    other_payload = deposit(amount="2")
+    stored_as = other_payload.fingerprint
+    assert outcome_for_existing(other_payload, STORED, stored_as) == Replayed(STORED)
+
+
+@pytest.mark.parametrize(
+    "changes", [{"wallet_id": "w2"}, {"request_id": "req-2"}], ids=["wallet", "request id"]
+)
+def test_another_keys_record_is_never_an_answer(changes: dict[str, object]) -> None:
+    """A record of another (wallet, request id) reaching the decision is a bug in the key,
+    not a replay or a conflict to tell the caller about."""
+    other = deposit(**changes)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="another"):
+        outcome_for_existing(other, STORED, other.fingerprint)
 
 
 def test_shard_depends_only_on_the_request_id() -> None:

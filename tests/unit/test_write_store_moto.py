@@ -4,7 +4,6 @@ moto is fast but not DynamoDB: the integration tests repeat the important cases 
 DynamoDB Local, and concurrency is only tested there.
 """
 
-import decimal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -18,6 +17,7 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.write_store import DynamoWriteStore
 from services.ledger.domain.buckets import format_instant
+from services.ledger.domain.money import exact_arithmetic
 from services.ledger.domain.records import (
     Conflicting,
     Deposit,
@@ -102,7 +102,7 @@ def test_first_call_records_the_deposit_and_its_aggregate(
     assert outcome == Recorded(StoredRecord(deposit, recorded_at=NOW))
     items = scan(client)
     assert len(items) == 2
-    record = client.get_item(TableName=TABLE, Key=t.record_key("req-1"))["Item"]
+    record = client.get_item(TableName=TABLE, Key=t.record_key("w1", "req-1"))["Item"]
     assert record[t.AMOUNT] == {"N": "1.1"}
     assert record[t.WALLET_ID] == {"S": "w1"}
     assert record[t.OCCURRED_AT] == {"S": "2024-06-01T11:07:30.000005Z"}
@@ -113,7 +113,12 @@ def test_first_call_records_the_deposit_and_its_aggregate(
     aggregate = client.get_item(TableName=TABLE, Key=t.aggregate_key("w1", deposit.bucket, shard))[
         "Item"
     ]
-    assert Decimal(aggregate[t.AMOUNT]["N"]) == Decimal("1.1")
+    assert t.aggregate_amount(aggregate) == Decimal("1.1")
+    assert (aggregate[t.AMOUNT_WHOLE], aggregate[t.AMOUNT_ATTO]) == (
+        {"N": "1"},
+        {"N": "100000000000000000"},
+    )
+    assert t.AMOUNT not in aggregate
     assert aggregate[t.RECORD_COUNT] == {"N": "1"}
     assert aggregate[t.SHARD] == {"N": str(shard)}
     assert aggregate[t.BUCKET] == record[t.BUCKET]
@@ -142,7 +147,6 @@ def test_same_payload_replays_the_original_record(
     [
         pytest.param({"amount": "1.11"}, id="amount"),
         pytest.param({"occurred_at": OCCURRED + timedelta(microseconds=1)}, id="occurred_at"),
-        pytest.param({"wallet_id": "w2"}, id="wallet"),
     ],
 )
 def test_other_payload_conflicts_and_changes_nothing(
@@ -156,6 +160,37 @@ def test_other_payload_conflicts_and_changes_nothing(
     assert isinstance(original, Recorded)
     assert outcome == Conflicting(original.record)
     assert scan(client) == before
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({}, id="same payload"),
+        pytest.param({"amount": "7"}, id="other payload"),
+    ],
+)
+def test_the_same_request_id_in_another_wallet_is_another_deposit(
+    store: DynamoWriteStore, client: DynamoDBClient, changes: dict[str, Any]
+) -> None:
+    """Request ids are scoped per wallet: neither wallet's key blocks or answers for the
+    other's, and each deposit has its own record and counts in its own wallet."""
+    mallory = store.record(make_deposit(wallet_id="mallory", request_id="invoice-2026-0001"))
+    alice_deposit = make_deposit(wallet_id="alice", request_id="invoice-2026-0001", **changes)
+
+    alice = store.record(alice_deposit)
+
+    assert isinstance(mallory, Recorded)
+    assert alice == Recorded(StoredRecord(alice_deposit, recorded_at=NOW + timedelta(seconds=1)))
+    for wallet in ("mallory", "alice"):
+        key = t.record_key(wallet, "invoice-2026-0001")
+        assert client.get_item(TableName=TABLE, Key=key)["Item"][t.WALLET_ID] == {"S": wallet}
+    totals = {item[t.WALLET_ID]["S"]: t.aggregate_amount(item) for item in aggregates(client)}
+    assert totals == {"mallory": Decimal("1.1"), "alice": alice_deposit.amount}
+    # Each replays on its own.
+    assert store.record(alice_deposit) == Replayed(alice.record)
+    assert store.record(make_deposit(wallet_id="mallory", request_id="invoice-2026-0001")) == (
+        Replayed(mallory.record)
+    )
 
 
 def test_distinct_requests_add_up_in_the_aggregates(
@@ -175,9 +210,8 @@ def test_distinct_requests_add_up_in_the_aggregates(
         for item in aggregates(client)
         if item[t.WALLET_ID]["S"] == "w1" and item[t.BUCKET]["S"] == format_instant(bucket)
     ]
-    with decimal.localcontext() as exact:
-        exact.prec = 100
-        total = sum((Decimal(item[t.AMOUNT]["N"]) for item in mine), Decimal(0))
+    with exact_arithmetic():
+        total = sum((t.aggregate_amount(item) for item in mine), Decimal(0))
     assert total == Decimal("12345678901234568.100000000000000001")
     assert sum(int(item[t.RECORD_COUNT]["N"]) for item in mine) == len(amounts)
     assert len(aggregates(client)) == len(mine) + 2

@@ -13,10 +13,17 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from services.ledger.adapters.write_store import (
     DynamoWriteStore,
     StoreContended,
+    StoreRefused,
     StoreUnavailable,
     stored_record_from_item,
 )
-from services.ledger.domain.records import Recorded, Replayed, StoredRecord, new_deposit
+from services.ledger.domain.records import (
+    Conflicting,
+    Recorded,
+    Replayed,
+    StoredRecord,
+    new_deposit,
+)
 from tests.metrics_support import sample
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -52,6 +59,24 @@ def cancelled(*reasons: dict[str, Any]) -> ClientError:
 
 def client_error(code: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": code}}, "TransactWriteItems")
+
+
+def in_progress() -> ClientError:
+    response: Any = {"Error": {"Code": "TransactionInProgressException", "Message": "in progress"}}
+    return EXCEPTIONS.TransactionInProgressException(response, "TransactWriteItems")
+
+
+def stored_record_item(fingerprint: str) -> dict[str, Any]:
+    """DEPOSIT's record item, with the fingerprint stored in it, as a cancelled Put hands
+    it back (ReturnValuesOnConditionCheckFailure: ALL_OLD)."""
+    return {
+        "wallet_id": {"S": "w1"},
+        "request_id": {"S": "req-1"},
+        "amount": {"N": "2.50"},
+        "occurred_at": {"S": "2024-06-01T11:50:00.000000Z"},
+        "fingerprint": {"S": fingerprint},
+        "recorded_at": {"S": "2024-06-01T11:55:00.000000Z"},
+    }
 
 
 class ScriptedClient:
@@ -196,9 +221,10 @@ def test_unreachable_endpoint_is_store_unavailable(error: Exception) -> None:
     assert raised.value.__cause__ is error
 
 
-def test_other_client_errors_are_not_disguised_as_unavailable() -> None:
-    """A ValidationException is a bug to surface, not an outage to retry."""
-    error = client_error("ValidationException")
+@pytest.mark.parametrize("code", ["AccessDeniedException", "IdempotentParameterMismatchException"])
+def test_other_client_errors_are_not_disguised_as_unavailable(code: str) -> None:
+    """A misconfiguration or a bug is to surface, not an outage to retry."""
+    error = client_error(code)
     client = ScriptedClient([error])
     with pytest.raises(ClientError) as raised:
         make_store(client, RecordingSleep()).record(DEPOSIT)
@@ -206,21 +232,109 @@ def test_other_client_errors_are_not_disguised_as_unavailable() -> None:
     assert not isinstance(raised.value, StoreUnavailable)
 
 
+# --- DynamoDB refusing the input ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(client_error("ValidationException"), id="ValidationException"),
+        pytest.param(
+            cancelled(NONE, {"Code": "ValidationError", "Message": "Number overflow"}),
+            id="cancelled for ValidationError",
+        ),
+    ],
+)
+def test_dynamodb_refusing_the_input_is_store_refused_at_once(error: Exception) -> None:
+    """Before: the ValidationException reached the servicer as itself (INTERNAL), and a
+    ValidationError cancellation as a RuntimeError (INTERNAL). A refusal is final: no retry,
+    and the failed call wrote nothing."""
+    client, sleep = ScriptedClient([error]), RecordingSleep()
+    with pytest.raises(StoreRefused) as raised:
+        make_store(client, sleep).record(DEPOSIT)
+    assert raised.value.field == "amount"
+    assert len(client.calls) == 1
+    assert sleep.delays == []
+
+
+def test_an_existing_record_wins_over_a_refused_aggregate() -> None:
+    """The record's condition failed too: the answer is the replay, not a refusal."""
+    stored_item = stored_record_item(fingerprint=DEPOSIT.fingerprint)
+    failed = {"Code": "ConditionalCheckFailed", "Item": stored_item}
+    client = ScriptedClient([cancelled(failed, {"Code": "ValidationError"})])
+    outcome = make_store(client, RecordingSleep()).record(DEPOSIT)
+    assert outcome == Replayed(stored_record_from_item(stored_item))
+
+
+# --- an attempt still in progress ---------------------------------------------------------
+
+
+def test_a_transaction_in_progress_is_retried_with_the_same_token_until_it_answers() -> None:
+    """Before: TransactionInProgressException reached the client as INTERNAL. Only the
+    attempt's own token can learn how its first try ended: a fresh one could apply the
+    deposit a second time."""
+    client, sleep = ScriptedClient([in_progress()] * 3), RecordingSleep()
+    outcome = make_store(client, sleep).record(DEPOSIT)
+    assert outcome == Recorded(StoredRecord(DEPOSIT, NOW))
+    tokens = [call["ClientRequestToken"] for call in client.calls]
+    assert len(tokens) == 4
+    assert len(set(tokens)) == 1
+    assert all(call["TransactItems"] == client.calls[0]["TransactItems"] for call in client.calls)
+    assert sleep.delays == [0.05, 0.1, 0.2]
+
+
+def test_an_in_progress_attempt_that_ends_cancelled_is_decided_as_usual() -> None:
+    """Its first try met the existing record: the same token then answers the cancellation,
+    and the record replays."""
+    stored_item = stored_record_item(fingerprint=DEPOSIT.fingerprint)
+    failed = {"Code": "ConditionalCheckFailed", "Item": stored_item}
+    client = ScriptedClient([in_progress(), cancelled(failed, NONE)])
+    outcome = make_store(client, RecordingSleep()).record(DEPOSIT)
+    assert outcome == Replayed(stored_record_from_item(stored_item))
+    assert len({call["ClientRequestToken"] for call in client.calls}) == 1
+
+
+def test_a_transaction_in_progress_past_the_budget_is_store_unavailable() -> None:
+    client, sleep = ScriptedClient([in_progress()] * 10), RecordingSleep()
+    store = make_store(client, sleep, in_progress_attempts=4, in_progress_delay=0.1)
+    with pytest.raises(StoreUnavailable, match="in progress"):
+        store.record(DEPOSIT)
+    assert len(client.calls) == 4
+    assert len({call["ClientRequestToken"] for call in client.calls}) == 1
+    assert sleep.delays == [0.1, 0.2, 0.4]  # none after the last try
+
+
+def test_in_progress_waits_are_capped() -> None:
+    client, sleep = ScriptedClient([in_progress()] * 10), RecordingSleep()
+    store = make_store(client, sleep, in_progress_attempts=8, backoff_cap=0.3)
+    with pytest.raises(StoreUnavailable):
+        store.record(DEPOSIT)
+    assert max(sleep.delays) == 0.3
+
+
+# --- the replay/conflict decision ---------------------------------------------------------
+
+
 def test_condition_failure_decides_from_the_returned_item() -> None:
-    """The cancelled Put hands back the stored item; its payload decides replay."""
-    stored_item = {
-        "wallet_id": {"S": "w1"},
-        "request_id": {"S": "req-1"},
-        "amount": {"N": "2.50"},
-        "occurred_at": {"S": "2024-06-01T11:50:00.000000Z"},
-        "recorded_at": {"S": "2024-06-01T11:55:00.000000Z"},
-    }
+    """The cancelled Put hands back the stored item; the fingerprint in it decides replay."""
+    stored_item = stored_record_item(fingerprint=DEPOSIT.fingerprint)
     failed = {"Code": "ConditionalCheckFailed", "Item": stored_item}
     client = ScriptedClient([cancelled(failed, NONE)])
     outcome = make_store(client, RecordingSleep()).record(DEPOSIT)
     assert outcome == Replayed(stored_record_from_item(stored_item))
     assert isinstance(outcome, Replayed)
     assert outcome.record.recorded_at == datetime(2024, 6, 1, 11, 55, tzinfo=UTC)
+
+
+def test_the_stored_fingerprint_is_read_not_recomputed() -> None:
+    """Before the fix, the fingerprint was written with every record and never read; the
+    decision recomputed one from the stored payload. Here the payload equals the deposit's
+    but the fingerprint stored with it does not: the stored one decides."""
+    stored_item = stored_record_item(fingerprint="0" * 64)
+    failed = {"Code": "ConditionalCheckFailed", "Item": stored_item}
+    client = ScriptedClient([cancelled(failed, NONE)])
+    outcome = make_store(client, RecordingSleep()).record(DEPOSIT)
+    assert outcome == Conflicting(stored_record_from_item(stored_item))
 
 
 def retries() -> float:

@@ -29,7 +29,9 @@ class RecordTransactionRequest(_message.Message):
     wallet_id: _builtins.str
     """[A-Za-z0-9_-]{1,64}"""
     request_id: _builtins.str
-    """Idempotency key: 1 to 255 printable ASCII characters. Never expires."""
+    """Idempotency key, scoped per wallet: 1 to 255 printable ASCII characters. Never
+    expires.
+    """
     amount: _builtins.str
     """Decimal string > 0 with at most 20 integer and 18 fractional digits ("1.1", "2e3")."""
     @_builtins.property
@@ -59,7 +61,9 @@ class RecordTransactionResponse(_message.Message):
     RECORD_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     replayed: _builtins.bool
-    """True when request_id had already recorded this same payload; nothing changed."""
+    """True when request_id had already recorded this same payload in this wallet; nothing
+    changed.
+    """
     @_builtins.property
     def record(self) -> _records_pb2.Record:
         """The stored record: on a replay, the original one."""

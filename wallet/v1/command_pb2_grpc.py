@@ -51,11 +51,14 @@ class WalletCommandServicer:
     """
 
     def RecordTransaction(self, request, context):
-        """Records one deposit exactly once per request_id. Request ids are global: the same
-        request_id sent for another wallet is a conflict, not a second deposit.
-        Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input;
-        ALREADY_EXISTS when request_id was used with another payload; UNAVAILABLE when the
-        store cannot be reached (safe to retry with the same request_id).
+        """Records one deposit exactly once per (wallet_id, request_id). Request ids are scoped
+        per wallet: the same request_id in another wallet is an independent deposit. The same
+        request_id and payload in the same wallet replays the original record.
+        Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input
+        (also when the store refuses the amount; nothing is stored); ALREADY_EXISTS when
+        request_id was used in this wallet with another payload; UNAVAILABLE when the store
+        cannot be reached or the outcome is unknown, and ABORTED under too many concurrent
+        writes (both safe to retry with the same request_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

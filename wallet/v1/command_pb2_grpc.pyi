@@ -37,11 +37,14 @@ class WalletCommandStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> WalletCommandAsyncStub: ...
     RecordTransaction: _grpc.UnaryUnaryMultiCallable[_command_pb2.RecordTransactionRequest, _command_pb2.RecordTransactionResponse]
-    """Records one deposit exactly once per request_id. Request ids are global: the same
-    request_id sent for another wallet is a conflict, not a second deposit.
-    Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input;
-    ALREADY_EXISTS when request_id was used with another payload; UNAVAILABLE when the
-    store cannot be reached (safe to retry with the same request_id).
+    """Records one deposit exactly once per (wallet_id, request_id). Request ids are scoped
+    per wallet: the same request_id in another wallet is an independent deposit. The same
+    request_id and payload in the same wallet replays the original record.
+    Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input
+    (also when the store refuses the amount; nothing is stored); ALREADY_EXISTS when
+    request_id was used in this wallet with another payload; UNAVAILABLE when the store
+    cannot be reached or the outcome is unknown, and ABORTED under too many concurrent
+    writes (both safe to retry with the same request_id).
     """
 
 @_typing.type_check_only
@@ -53,11 +56,14 @@ class WalletCommandAsyncStub(WalletCommandStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RecordTransaction: _aio.UnaryUnaryMultiCallable[_command_pb2.RecordTransactionRequest, _command_pb2.RecordTransactionResponse]  # type: ignore[assignment]
-    """Records one deposit exactly once per request_id. Request ids are global: the same
-    request_id sent for another wallet is a conflict, not a second deposit.
-    Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input;
-    ALREADY_EXISTS when request_id was used with another payload; UNAVAILABLE when the
-    store cannot be reached (safe to retry with the same request_id).
+    """Records one deposit exactly once per (wallet_id, request_id). Request ids are scoped
+    per wallet: the same request_id in another wallet is an independent deposit. The same
+    request_id and payload in the same wallet replays the original record.
+    Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input
+    (also when the store refuses the amount; nothing is stored); ALREADY_EXISTS when
+    request_id was used in this wallet with another payload; UNAVAILABLE when the store
+    cannot be reached or the outcome is unknown, and ABORTED under too many concurrent
+    writes (both safe to retry with the same request_id).
     """
 
 class WalletCommandServicer(metaclass=_abc_1.ABCMeta):
@@ -72,11 +78,14 @@ class WalletCommandServicer(metaclass=_abc_1.ABCMeta):
         request: _command_pb2.RecordTransactionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_command_pb2.RecordTransactionResponse, _abc.Awaitable[_command_pb2.RecordTransactionResponse]]:
-        """Records one deposit exactly once per request_id. Request ids are global: the same
-        request_id sent for another wallet is a conflict, not a second deposit.
-        Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input;
-        ALREADY_EXISTS when request_id was used with another payload; UNAVAILABLE when the
-        store cannot be reached (safe to retry with the same request_id).
+        """Records one deposit exactly once per (wallet_id, request_id). Request ids are scoped
+        per wallet: the same request_id in another wallet is an independent deposit. The same
+        request_id and payload in the same wallet replays the original record.
+        Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for bad input
+        (also when the store refuses the amount; nothing is stored); ALREADY_EXISTS when
+        request_id was used in this wallet with another payload; UNAVAILABLE when the store
+        cannot be reached or the outcome is unknown, and ABORTED under too many concurrent
+        writes (both safe to retry with the same request_id).
         """
 
 def add_WalletCommandServicer_to_server(servicer: WalletCommandServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -97,7 +97,9 @@ class GetBalanceHistoryResponse(_message.Message):
     def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___BalancePoint]: ...
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
-        """When the updater last finished a pass: records after it may be missing."""
+        """Every deposit acknowledged before this instant is in the answer; later ones may be
+        missing. Never more than the updater read (it allows for the stream's delivery delay).
+        """
 
     def __init__(
         self,
@@ -149,7 +151,9 @@ class GetBalanceResponse(_message.Message):
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """As in GetBalanceHistoryResponse."""
+
     def __init__(
         self,
         *,

@@ -31,7 +31,7 @@ class Record(_message.Message):
     wallet_id: _builtins.str
     """Wallet the deposit belongs to: [A-Za-z0-9_-]{1,64}."""
     request_id: _builtins.str
-    """The caller's idempotency key for this deposit."""
+    """The caller's idempotency key for this deposit, unique within its wallet."""
     amount: _builtins.str
     """The amount as a canonical decimal string, e.g. "1.1"."""
     @_builtins.property

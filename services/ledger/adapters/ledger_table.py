@@ -1,13 +1,16 @@
-"""The single DynamoDB table: its definition, key layout and item attribute names.
+"""The single DynamoDB table: its definition, key layout, item attribute names, and how an
+aggregate item holds its running sum.
 
 Terraform's table must match `table_definition` (a test checks).
 """
 
 import contextlib
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from services.ledger.domain.buckets import format_instant
+from services.ledger.domain.money import MAX_FRACTION_DIGITS, canonical_amount, exact_arithmetic
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -30,6 +33,13 @@ SHARD = "shard"
 FINGERPRINT = "fingerprint"
 RECORDED_AT = "recorded_at"
 RECORD_COUNT = "record_count"
+# An aggregate item's running sum: whole units and atto-units (10^-18), each ADDed on its
+# own. Not one number: a DynamoDB number holds 38 significant digits, and one amount alone
+# may have 38 (20 before the point, 18 after), so one sum attribute soon refuses an ADD.
+# Each part here is an integer, which 38 digits hold for some 10^18 deposits.
+AMOUNT_WHOLE = "amount_whole"
+AMOUNT_ATTO = "amount_atto"
+ATTO_PER_UNIT: int = 10**MAX_FRACTION_DIGITS
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
@@ -49,10 +59,15 @@ def table_definition(table_name: str) -> dict[str, Any]:
     }
 
 
-def record_key(request_id: str) -> dict[str, Any]:
-    """Record items are keyed by the request id alone: request ids are global idempotency
-    keys, and a retry with any other payload must land on the same item."""
-    return {PARTITION_KEY: {"S": f"RECORD#{request_id}"}, SORT_KEY: {"S": RECORD_KIND}}
+def record_key(wallet_id: str, request_id: str) -> dict[str, Any]:
+    """Record items are keyed by (wallet, request id) alone: request ids are idempotency keys
+    scoped per wallet, and a retry with any other payload must land on the same item. Wallet
+    ids never contain "#", so the first "#" after the prefix ends the wallet and no two
+    (wallet, request id) pairs share a key, whatever the request id holds."""
+    return {
+        PARTITION_KEY: {"S": f"RECORD#{wallet_id}#{request_id}"},
+        SORT_KEY: {"S": RECORD_KIND},
+    }
 
 
 def aggregate_key(wallet_id: str, bucket: datetime, shard: int) -> dict[str, Any]:
@@ -62,6 +77,38 @@ def aggregate_key(wallet_id: str, bucket: datetime, shard: int) -> dict[str, Any
         PARTITION_KEY: {"S": f"AGGREGATE#{wallet_id}#{format_instant(bucket)}#{shard}"},
         SORT_KEY: {"S": AGGREGATE_KIND},
     }
+
+
+def aggregate_amount_parts(amount: Decimal) -> tuple[int, int]:
+    """(whole units, atto-units) of an amount, both non-negative integers with
+    `amount == whole + atto / 10^18` exactly: what one deposit ADDs to its aggregate item.
+
+    Raises ValueError for a negative amount or one with more than 18 fraction digits (the
+    domain never makes one)."""
+    with exact_arithmetic():
+        scaled = amount.scaleb(MAX_FRACTION_DIGITS)
+        if amount < 0 or scaled != scaled.to_integral_value():
+            raise ValueError(f"not a ledger amount: {amount}")
+    return divmod(int(scaled), ATTO_PER_UNIT)
+
+
+def aggregate_amount(item: dict[str, Any]) -> Decimal:
+    """The exact running sum an aggregate item (or its stream image) holds, in canonical
+    form: whole + atto / 10^18, carried here because the atto-units ADDed may exceed 10^18.
+    The one reader of the two attributes; an item without them raises KeyError."""
+    whole = _integer(item[AMOUNT_WHOLE]["N"])
+    atto = _integer(item[AMOUNT_ATTO]["N"])
+    with exact_arithmetic():
+        total = Decimal(whole * ATTO_PER_UNIT + atto).scaleb(-MAX_FRACTION_DIGITS)
+    return canonical_amount(total)
+
+
+def _integer(number: str) -> int:
+    # Through Decimal, so that any spelling DynamoDB may answer ("1E+2") reads exactly.
+    value = Decimal(number)
+    if value != value.to_integral_value():
+        raise ValueError(f"not an integer: {number}")
+    return int(value)
 
 
 def ensure_table(client: "DynamoDBClient", table_name: str) -> bool:

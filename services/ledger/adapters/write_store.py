@@ -1,11 +1,12 @@
 """The DynamoDB write store: one deposit is one two-item transaction.
 
-1. Put the record item on condition that its key (the request id) is new.
-2. ADD the amount and a count of 1 to the (wallet, bucket, shard) aggregate item.
+1. Put the record item on condition that its key (wallet, request id) is new.
+2. ADD the amount (as whole and atto-units) and a count of 1 to the (wallet, bucket, shard)
+   aggregate item.
 
 Both happen or neither does, so the aggregate always equals the sum of its records. When
-the record already exists, the cancelled transaction hands back the existing item and the
-replay/conflict decision is made from it.
+the record already exists, the cancelled transaction hands back the existing item, and the
+domain decides replay or conflict from the fingerprint stored in it.
 """
 
 import hashlib
@@ -26,12 +27,11 @@ from services.ledger.adapters import ledger_table as t
 from services.ledger.domain.buckets import format_instant, parse_instant
 from services.ledger.domain.money import format_amount
 from services.ledger.domain.records import (
-    Conflicting,
     Deposit,
     Recorded,
     RecordOutcome,
-    Replayed,
     StoredRecord,
+    outcome_for_existing,
 )
 from services.ledger.metrics import TRANSACTION_RETRIES
 
@@ -57,15 +57,29 @@ _THROTTLED = {
 _THROTTLED_REASONS = {"ThrottlingError", "ProvisionedThroughputExceeded"}
 # The one cancellation reason that a retry can cure: another transaction held an item.
 _RETRIED_REASON = "TransactionConflict"
+# A botocore retry of an attempt whose first try DynamoDB is still running.
+_IN_PROGRESS = "TransactionInProgress"
+# DynamoDB refused a value of the request: the error code, and the cancellation reason.
+_REFUSED = "ValidationException"
+_REFUSED_REASON = "ValidationError"
 
 
 class StoreUnavailable(Exception):
-    """DynamoDB could not be reached, throttled us, or lacks the table. Nothing was written
-    that a retry with the same request id would count twice."""
+    """DynamoDB could not be reached, throttled us, lacks the table, or kept the transaction
+    in progress past the budget. The deposit may or may not be stored, but nothing was
+    written that a retry with the same request id would count twice."""
 
 
 class StoreContended(Exception):
     """The transaction kept conflicting with concurrent ones past the retry budget."""
+
+
+class StoreRefused(Exception):
+    """DynamoDB refused a value of the deposit (a ValidationException, or the transaction
+    cancelled for a ValidationError); nothing was written, and a retry gets the same answer.
+    Amounts are validated and aggregate sums cannot overflow, so the value is the amount."""
+
+    field = "amount"
 
 
 class WriteStore(Protocol):
@@ -87,13 +101,13 @@ def record_transaction_items(
     table_name: str, deposit: Deposit, shard: int, recorded_at: datetime
 ) -> list[dict[str, Any]]:
     """The two TransactWriteItems entries for one deposit."""
-    amount = format_amount(deposit.amount)
+    whole, atto = t.aggregate_amount_parts(deposit.amount)
     record_item = {
-        **t.record_key(deposit.request_id),
+        **t.record_key(deposit.wallet_id, deposit.request_id),
         t.KIND: {"S": t.RECORD_KIND},
         t.WALLET_ID: {"S": deposit.wallet_id},
         t.REQUEST_ID: {"S": deposit.request_id},
-        t.AMOUNT: {"N": amount},
+        t.AMOUNT: {"N": format_amount(deposit.amount)},
         t.OCCURRED_AT: {"S": format_instant(deposit.occurred_at)},
         t.BUCKET: {"S": format_instant(deposit.bucket)},
         t.SHARD: {"N": str(shard)},
@@ -116,14 +130,15 @@ def record_transaction_items(
                 "Key": t.aggregate_key(deposit.wallet_id, deposit.bucket, shard),
                 "UpdateExpression": (
                     "SET #kind = :kind, #wallet = :wallet, #bucket = :bucket, #shard = :shard "
-                    "ADD #amount :amount, #count :one"
+                    "ADD #whole :whole, #atto :atto, #count :one"
                 ),
                 "ExpressionAttributeNames": {
                     "#kind": t.KIND,
                     "#wallet": t.WALLET_ID,
                     "#bucket": t.BUCKET,
                     "#shard": t.SHARD,
-                    "#amount": t.AMOUNT,
+                    "#whole": t.AMOUNT_WHOLE,
+                    "#atto": t.AMOUNT_ATTO,
                     "#count": t.RECORD_COUNT,
                 },
                 "ExpressionAttributeValues": {
@@ -131,7 +146,8 @@ def record_transaction_items(
                     ":wallet": {"S": deposit.wallet_id},
                     ":bucket": {"S": format_instant(deposit.bucket)},
                     ":shard": {"N": str(shard)},
-                    ":amount": {"N": amount},
+                    ":whole": {"N": str(whole)},
+                    ":atto": {"N": str(atto)},
                     ":one": {"N": "1"},
                 },
             }
@@ -161,6 +177,8 @@ class DynamoWriteStore:
         max_attempts: int = 10,
         backoff_base: float = 0.005,
         backoff_cap: float = 0.5,
+        in_progress_attempts: int = 6,
+        in_progress_delay: float = 0.05,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -170,23 +188,24 @@ class DynamoWriteStore:
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
+        self._in_progress_attempts = in_progress_attempts
+        self._in_progress_delay = in_progress_delay
         self._clock = clock
         self._sleep = sleep
 
     def record(self, deposit: Deposit) -> RecordOutcome:
         """Stores the deposit once. Retries transaction conflicts with capped, jittered
-        exponential backoff; raises StoreContended when they persist and StoreUnavailable
-        when DynamoDB cannot take the write."""
+        exponential backoff; raises StoreContended when they persist, StoreUnavailable when
+        DynamoDB cannot take the write or its outcome stays unknown, and StoreRefused when
+        DynamoDB refuses the deposit's values. Whatever it raises, nothing was written that
+        a retry with the same request id would count twice."""
         recorded_at = self._clock()
         items = record_transaction_items(
             self._table_name, deposit, deposit.shard(self._shard_count), recorded_at
         )
         for attempt in range(self._max_attempts):
             try:
-                self._client.transact_write_items(
-                    TransactItems=items,  # type: ignore[arg-type]
-                    ClientRequestToken=_client_request_token(deposit.request_id),
-                )
+                self._transact(items, _client_request_token(deposit.request_id))
                 return Recorded(StoredRecord(deposit, recorded_at))
             except self._client.exceptions.TransactionCanceledException as error:
                 reasons = error.response.get("CancellationReasons", [])
@@ -194,7 +213,7 @@ class DynamoWriteStore:
                 if outcome is not None:
                     return outcome
             except ClientError as error:
-                raise _unavailable_or_bug(error) from error
+                raise _unavailable_refused_or_bug(error) from error
             except BotoCoreError as error:
                 raise StoreUnavailable(f"DynamoDB unreachable: {error}") from error
             if attempt + 1 < self._max_attempts:
@@ -204,20 +223,49 @@ class DynamoWriteStore:
             f"transaction for request {deposit.request_id!r} conflicted {self._max_attempts} times"
         )
 
+    def _transact(self, items: list[dict[str, Any]], token: str) -> None:
+        """One attempt of the transaction, run until DynamoDB says how it ended.
+
+        TransactionInProgressException means botocore retried this attempt while its first
+        try was still running, so whether it was applied is unknown. Once that try
+        completes, DynamoDB answers the same token as it ended (a success idempotently,
+        without applying it twice), so the attempt is repeated with the SAME token after a
+        short wait; a fresh token could apply the deposit a second time. When the answer
+        stays unknown past the budget, raises StoreUnavailable: a retry by the caller with
+        the same request id is safe, as the record's condition check stops a second copy.
+        """
+        for retry in range(self._in_progress_attempts):
+            try:
+                self._client.transact_write_items(
+                    TransactItems=items,  # type: ignore[arg-type]
+                    ClientRequestToken=token,
+                )
+                return
+            except self._client.exceptions.TransactionInProgressException:
+                if retry + 1 == self._in_progress_attempts:
+                    break
+                TRANSACTION_RETRIES.labels(_IN_PROGRESS).inc()
+                self._sleep(min(self._backoff_cap, self._in_progress_delay * 2**retry))
+        raise StoreUnavailable(
+            f"the transaction stayed in progress after {self._in_progress_attempts} tries"
+        )
+
     def _decide_cancelled(
         self, deposit: Deposit, reasons: Sequence[Mapping[str, Any]]
     ) -> RecordOutcome | None:
         """The outcome of a cancelled transaction, or None when it should be retried."""
         codes = [reason.get("Code", "None") for reason in reasons]
         if codes and codes[0] == "ConditionalCheckFailed":
-            existing = stored_record_from_item(dict(reasons[0].get("Item", {})))
-            if existing.deposit.fingerprint == deposit.fingerprint:
-                return Replayed(existing)
-            return Conflicting(existing)
+            item = dict(reasons[0].get("Item", {}))
+            return outcome_for_existing(
+                deposit, stored_record_from_item(item), item[t.FINGERPRINT]["S"]
+            )
         if _RETRIED_REASON in codes:
             return None
         if _THROTTLED_REASONS.intersection(codes):
             raise StoreUnavailable(f"DynamoDB throttled the transaction: {codes}")
+        if _REFUSED_REASON in codes:
+            raise _refused(f"DynamoDB refused the transaction: {reasons}")
         raise RuntimeError(f"transaction cancelled for an unexpected reason: {reasons}")
 
     def _backoff(self, attempt: int) -> float:
@@ -226,15 +274,25 @@ class DynamoWriteStore:
 
 def _client_request_token(request_id: str) -> str:
     """A fresh token per attempt, derived from the request id: botocore's own retries of an
-    attempt reuse it, so a lost response never applies the transaction twice. It is not the
-    request id alone because a replay within DynamoDB's 10-minute token window carries a new
-    recorded_at and would fail as IdempotentParameterMismatch instead of reaching the
-    condition check that tells replay from conflict."""
+    attempt, and the write store's retries of one still in progress, reuse it, so a lost
+    response never applies the transaction twice. It is not the request id alone because a
+    replay within DynamoDB's 10-minute token window carries a new recorded_at and would fail
+    as IdempotentParameterMismatch instead of reaching the condition check that tells replay
+    from conflict."""
     return hashlib.sha256(f"{request_id}\n{uuid.uuid4()}".encode()).hexdigest()[:36]
 
 
-def _unavailable_or_bug(error: ClientError) -> Exception:
+def _unavailable_refused_or_bug(error: ClientError) -> Exception:
     code = error.response.get("Error", {}).get("Code", "")
     if code in _THROTTLED:
         return StoreUnavailable(f"DynamoDB refused the transaction: {code}")
+    if code == _REFUSED:
+        return _refused(f"DynamoDB refused the transaction: {error}")
     return error
+
+
+def _refused(message: str) -> StoreRefused:
+    # Logged, because the client only learns that its amount was refused: should a bug in
+    # this adapter ever make DynamoDB refuse a request, the log says what DynamoDB said.
+    log.warning("%s", message)
+    return StoreRefused(message)

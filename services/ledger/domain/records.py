@@ -32,11 +32,11 @@ class Deposit:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of the payload. Request ids are global, so the wallet is part of it: the
-        same request id sent for another wallet is a conflict, not a second deposit."""
-        payload = "\n".join(
-            (self.wallet_id, format_instant(self.occurred_at), format_amount(self.amount))
-        )
+        """Hash of the payload (occurred_at, amount) in canonical text: equal for any
+        spelling of the same instant and amount, different for any other. The wallet and
+        the request id are not in it: request ids are scoped per wallet, so the two make up
+        the key the fingerprint is stored under."""
+        payload = "\n".join((format_instant(self.occurred_at), format_amount(self.amount)))
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def shard(self, shard_count: int) -> int:
@@ -95,16 +95,36 @@ class Recorded:
 
 @dataclass(frozen=True)
 class Replayed:
-    """The request id had already recorded this same payload; nothing changed."""
+    """The wallet's request id had already recorded this same payload; nothing changed."""
 
     record: StoredRecord
 
 
 @dataclass(frozen=True)
 class Conflicting:
-    """The request id had already recorded another payload; nothing changed."""
+    """The wallet's request id had already recorded another payload; nothing changed."""
 
     existing: StoredRecord
 
 
 RecordOutcome = Recorded | Replayed | Conflicting
+
+
+def outcome_for_existing(
+    deposit: Deposit, existing: StoredRecord, stored_fingerprint: str
+) -> Replayed | Conflicting:
+    """The answer to a deposit whose (wallet, request id) already holds `existing`: a
+    replay of it when the fingerprint stored with it equals the deposit's, else a conflict.
+
+    The stored fingerprint decides, not one recomputed from the stored payload: it is what
+    the first call fingerprinted, kept beside the record for this decision. Raises
+    ValueError when `existing` is another wallet's or request id's record: answering with it
+    would hand one wallet's record to another."""
+    if (existing.deposit.wallet_id, existing.deposit.request_id) != (
+        deposit.wallet_id,
+        deposit.request_id,
+    ):
+        raise ValueError("the existing record is another (wallet, request id)'s")
+    if stored_fingerprint == deposit.fingerprint:
+        return Replayed(existing)
+    return Conflicting(existing)
