@@ -11,16 +11,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import psycopg
 from sqlalchemy.engine import make_url
 
 from services.ledger.adapters import ledger_table as t
+from services.ledger.adapters.database import create_database_engine
+from services.ledger.adapters.read_store import PostgresReadStore
 from services.ledger.adapters.write_store import DynamoWriteStore
 from services.ledger.domain.buckets import parse_instant
+from services.ledger.domain.history import hour_grid
 from services.ledger.domain.records import Deposit, Recorded
-from tests.history_oracle import exact_sum
+from services.updater.reconcile import reconcile
+from tests.history_oracle import RawRecord, exact_sum, expected_history
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -37,6 +42,7 @@ BUCKETS_OF_A_DAY = [
     timedelta(minutes=minutes) for minutes in (0, 9 * 60 + 15, 14 * 60 + 30, 23 * 60 + 45)
 ]
 BUCKET_MICROSECONDS = 15 * 60 * 10**6
+UTC_ZONE = ZoneInfo("UTC")
 
 
 def make_deposits(
@@ -96,7 +102,7 @@ def dynamodb_aggregates(
                 int(item[t.SHARD]["N"]),
             )
             assert key not in aggregates, f"two aggregate items for {key}"
-            aggregates[key] = (Decimal(item[t.AMOUNT]["N"]), int(item[t.RECORD_COUNT]["N"]))
+            aggregates[key] = (t.aggregate_amount(item), int(item[t.RECORD_COUNT]["N"]))
         if "LastEvaluatedKey" not in page:
             return aggregates
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -108,6 +114,15 @@ def stream_arn(dynamodb: "DynamoDBClient", table_name: str) -> str:
     return arn
 
 
+class Checkpoint(NamedTuple):
+    """A stream_checkpoints row: the next record to read is the one at sequence_number
+    when at_sequence_number, else the one after it."""
+
+    sequence_number: str | None
+    finished: bool
+    at_sequence_number: bool
+
+
 @dataclass(frozen=True)
 class ReadModel:
     """Every row of the read model's tables, as plain values (instants in UTC)."""
@@ -115,7 +130,7 @@ class ReadModel:
     shards: dict[ItemKey, tuple[Decimal, int]]
     buckets: dict[BucketKey, Decimal]
     days: dict[DayKey, tuple[Decimal, Decimal]]
-    checkpoints: dict[tuple[str, str], tuple[str | None, bool]]
+    checkpoints: dict[tuple[str, str], Checkpoint]
     as_of: datetime | None
 
     def totals(self) -> tuple[object, ...]:
@@ -149,9 +164,10 @@ def read_model(database_url: str) -> ReadModel:
             )
         }
         checkpoints = {
-            (arn, shard_id): (sequence, finished)
-            for arn, shard_id, sequence, finished in connection.execute(
-                "SELECT stream_arn, shard_id, sequence_number, finished FROM stream_checkpoints"
+            (arn, shard_id): Checkpoint(sequence, finished, at_sequence_number)
+            for arn, shard_id, sequence, finished, at_sequence_number in connection.execute(
+                "SELECT stream_arn, shard_id, sequence_number, finished, at_sequence_number"
+                " FROM stream_checkpoints"
             )
         }
         status = connection.execute(
@@ -212,6 +228,42 @@ def assert_exact(dynamodb: "DynamoDBClient", table_name: str, database_url: str)
 
 def total_records(model: ReadModel) -> int:
     return sum(count for _, count in model.shards.values())
+
+
+def reconcile_differences(
+    dynamodb: "DynamoDBClient", table_name: str, database_url: str
+) -> list[str]:
+    """What `wallet reconcile --records` reports (nothing when the read model is exact)."""
+    engine = create_database_engine(database_url, pool_size=1)
+    try:
+        return reconcile(dynamodb, table_name, engine, check_records=True).differences
+    finally:
+        engine.dispose()
+
+
+def assert_history_exact(
+    database_url: str,
+    deposits: Iterable[Deposit],
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo = UTC_ZONE,
+) -> None:
+    """The read store answers every wallet's history over [start, end] in `zone` as the
+    oracle computes it from the deposits."""
+    records = [RawRecord(d.wallet_id, d.occurred_at, d.amount) for d in deposits]
+    boundaries = hour_grid(start, end, zone).boundaries
+    engine = create_database_engine(database_url, pool_size=1)
+    try:
+        store = PostgresReadStore(engine)
+        for wallet in sorted({record.wallet_id for record in records}):
+            answered = [
+                (Decimal(balance), Decimal(change))
+                for balance, change in store.history(wallet, boundaries).points
+            ]
+            expected = expected_history(records, wallet, start, end, zone)
+            assert answered == [(point.balance, point.change) for point in expected], wallet
+    finally:
+        engine.dispose()
 
 
 # Databases of the test's own, from the same migrated template as `database_url`.

@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import timedelta
 
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_store import read_model_as_of
@@ -36,7 +37,12 @@ def run_updater(
     reader = StreamReader(dynamodb_client(), streams_client(), settings.table_name)
     # The crash-safety tests kill the updater between writing rows and committing.
     before_commit = _kill_self if settings.updater_kill_before_commit else (lambda: None)
-    projector = Projector(reader, store, before_commit)
+    projector = Projector(
+        reader,
+        store,
+        before_commit,
+        delivery_allowance=timedelta(seconds=settings.stream_delivery_allowance_seconds),
+    )
     with store.exclusive() as locked:
         if not locked:
             print("another updater is running; nothing to do", file=sys.stderr)

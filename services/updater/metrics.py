@@ -23,45 +23,45 @@ for _outcome in ("completed", "failed", "checkpoint_lost"):
     PASSES.labels(_outcome)
 PASS_DURATION = Histogram(
     "wallet_updater_pass_duration_seconds",
-    "Time a completed updater pass took, from its start to its commit.",
+    "Time a completed updater pass took, from its start to its last commit.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
 LAG = Gauge(
     "wallet_updater_lag_seconds",
-    "Seconds since the start of the last pass this updater completed, i.e. the age of the "
-    "read model's as_of: every record acknowledged before then is in the read model, later "
-    "ones may not be. Until this process completes a pass, the stored as_of's age (+Inf when "
-    "no pass has ever completed).",
+    "Seconds since the read model's as_of as the last pass this updater completed stored "
+    "it: every record acknowledged before then is in the read model, later ones may not be. "
+    "Until this process completes a pass, the stored as_of's age (+Inf when no pass has "
+    "ever completed).",
 )
 
 
-class _LastPass:
-    """When the last completed pass began, as epoch seconds (read at scrape time); None
-    while no pass is known to have completed."""
+class _AsOf:
+    """The read model's as_of as epoch seconds (its age is read at scrape time); None while
+    no pass is known to have completed."""
 
     def __init__(self) -> None:
-        self.started: float | None = None
+        self.instant: float | None = None
 
     def age(self) -> float:
-        return math.inf if self.started is None else time.time() - self.started
+        return math.inf if self.instant is None else time.time() - self.instant
 
 
-_LAST_PASS = _LastPass()
-LAG.set_function(_LAST_PASS.age)
+_AS_OF = _AsOf()
+LAG.set_function(_AS_OF.age)
 
 
 def start_lag_from(as_of: datetime | None) -> None:
     """Starts the lag from the read model's stored as_of (None: never projected), so that a
     restarted updater reports how far behind the read model is, not how long it has run."""
-    _LAST_PASS.started = None if as_of is None else as_of.timestamp()
+    _AS_OF.instant = None if as_of is None else as_of.timestamp()
 
 
-def pass_completed(started: datetime, seconds: float, records_read: int) -> None:
-    """Counts a committed pass that began at `started` (its as_of) and took `seconds`."""
+def pass_completed(as_of: datetime, seconds: float, records_read: int) -> None:
+    """Counts a committed pass that stored `as_of` and took `seconds`."""
     PASSES.labels("completed").inc()
     PASS_DURATION.observe(seconds)
     STREAM_RECORDS_READ.inc(records_read)
-    _LAST_PASS.started = started.timestamp()
+    _AS_OF.instant = as_of.timestamp()
 
 
 def pass_failed(*, checkpoint_lost: bool) -> None:

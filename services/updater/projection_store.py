@@ -1,15 +1,18 @@
-"""The updater's PostgreSQL side: one-updater lock, checkpoints, and the upsert of aggregate
-images with the derived bucket and day totals, all in one transaction."""
+"""The updater's PostgreSQL side: one-updater lock, checkpoints, the upsert of aggregate
+images with the derived bucket and day totals, all in one transaction, and a rebuild's
+staging and swap."""
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 
 from services.ledger.adapters.read_model import projection_status, stream_checkpoints
+from services.ledger.adapters.read_store import read_model_as_of
 from services.updater.positions import AggregateImage, ShardPosition
 
 # pg_advisory_lock key of the updater: "wallet-updater" folded into 63 bits.
@@ -84,6 +87,40 @@ WHERE t.wallet_id = r.wallet_id AND t.day = r.day AND t.balance_after <> r.balan
 """
 
 
+# A rebuild's staging table: one session's, so that a crashed rebuild leaves nothing behind.
+_CREATE_STAGING = """
+CREATE TEMPORARY TABLE staged_aggregates (
+  wallet_id text, bucket timestamptz, shard integer, amount numeric, record_count bigint
+)
+"""
+
+# Every bucket and day total of a rebuild, from the staged items alone.
+_REBUILT_BUCKETS = """
+CREATE TEMPORARY TABLE rebuilt_buckets ON COMMIT DROP AS
+SELECT wallet_id, bucket, sum(amount) AS amount FROM staged_aggregates GROUP BY wallet_id, bucket;
+ANALYZE rebuilt_buckets
+"""
+_REBUILT_DAYS = """
+CREATE TEMPORARY TABLE rebuilt_days ON COMMIT DROP AS
+SELECT wallet_id, day, amount,
+       sum(amount) OVER (PARTITION BY wallet_id ORDER BY day) AS balance_after
+FROM (SELECT wallet_id, (bucket AT TIME ZONE 'UTC')::date AS day, sum(amount) AS amount
+      FROM rebuilt_buckets GROUP BY wallet_id, day) AS days;
+ANALYZE rebuilt_days
+"""
+
+
+class _Table(NamedTuple):
+    name: str
+    keys: tuple[str, ...]
+    values: tuple[str, ...]
+
+
+_SHARDS = _Table("shard_aggregates", ("wallet_id", "bucket", "shard"), ("amount", "record_count"))
+_BUCKETS = _Table("bucket_totals", ("wallet_id", "bucket"), ("amount",))
+_DAYS = _Table("day_totals", ("wallet_id", "day"), ("amount", "balance_after"))
+
+
 class ProjectionStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -109,9 +146,14 @@ class ProjectionStore:
         with self._engine.connect() as connection:
             for row in connection.execute(select(stream_checkpoints)):
                 by_stream.setdefault(row.stream_arn, {})[row.shard_id] = ShardPosition(
-                    row.shard_id, row.sequence_number, row.finished
+                    row.shard_id, row.sequence_number, row.finished, row.at_sequence_number
                 )
         return by_stream
+
+    def as_of(self) -> datetime | None:
+        """The read model's stored as_of (None: never projected)."""
+        with self._engine.connect() as connection:
+            return read_model_as_of(connection)
 
     def apply(
         self,
@@ -119,30 +161,87 @@ class ProjectionStore:
         *,
         stream_arn: str,
         positions: list[ShardPosition],
-        replace_checkpoints: bool = False,
+        gone_shards: list[str] | None = None,
         as_of: datetime | None = None,
         before_commit: Callable[[], None] = lambda: None,
     ) -> int:
         """In one transaction: upserts the images (larger counts win), recomputes the bucket
-        and day totals they touch, stores the shard positions (replacing all checkpoints when
-        asked) and, for a finished pass, `as_of`: the instant the pass began reading, before
-        which every acknowledged record is in the read model. Returns the number of changed
-        buckets."""
+        and day totals they touch, stores the shard positions, deletes the checkpoints of
+        `gone_shards` and, for a pass that has read every shard to its end, stores `as_of`
+        (see positions.pass_as_of). Returns the number of changed buckets."""
         with self._engine.begin() as connection:
             # exclusive()'s session lock is lost silently with its connection; this one (its
             # own key: the session lock is held on another connection of this very updater)
             # keeps two applies from recomputing the same day totals at once regardless.
             connection.execute(select(func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
             changed = _upsert(connection, images)
-            if replace_checkpoints:
-                connection.execute(delete(stream_checkpoints))
             _store_positions(connection, stream_arn, positions)
-            if as_of is not None:
+            if gone_shards:
                 connection.execute(
-                    update(projection_status)
-                    .where(projection_status.c.id == 1)
-                    .values(last_pass_finished_at=as_of)
+                    delete(stream_checkpoints).where(
+                        stream_checkpoints.c.stream_arn == stream_arn,
+                        stream_checkpoints.c.shard_id.in_(gone_shards),
+                    )
                 )
+            if as_of is not None:
+                _store_as_of(connection, as_of)
+            before_commit()
+        return changed
+
+    @contextmanager
+    def staging(self) -> Iterator["StagedReadModel"]:
+        """A rebuild's staging area: an empty staging table on a connection of its own,
+        dropped afterwards (and by PostgreSQL with the session, should the updater die)."""
+        with self._engine.connect() as connection:
+            connection.exec_driver_sql(_CREATE_STAGING)
+            connection.commit()
+            try:
+                yield StagedReadModel(connection)
+            finally:
+                if not connection.invalidated:
+                    connection.exec_driver_sql("DROP TABLE staged_aggregates")
+                    connection.commit()
+
+
+class StagedReadModel:
+    """Aggregate images staged apart from the read model, then swapped in at once."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self.items = 0
+
+    def add(self, images: list[AggregateImage]) -> None:
+        """Stages the images (one per aggregate item over all calls); the read model does
+        not change."""
+        with self._connection.begin():
+            _copy_images(self._connection, "staged_aggregates", images)
+        self.items += len(images)
+
+    def replace_read_model(
+        self,
+        *,
+        stream_arn: str,
+        positions: list[ShardPosition],
+        as_of: datetime,
+        before_commit: Callable[[], None] = lambda: None,
+    ) -> int:
+        """In one transaction: makes shard_aggregates exactly the staged images (rows the
+        table lacks go, rows ahead of it go back), recomputes every bucket and day total,
+        replaces all checkpoints with `positions` and stores `as_of`. Queries answer from
+        the old rows until the commit (only the rows that differ are written, and no lock
+        that blocks readers is taken). Returns the number of buckets that changed."""
+        connection = self._connection
+        with connection.begin():
+            connection.execute(select(func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
+            connection.exec_driver_sql("ANALYZE staged_aggregates")
+            _replace_rows(connection, _SHARDS, "staged_aggregates")
+            connection.exec_driver_sql(_REBUILT_BUCKETS)
+            changed = _replace_rows(connection, _BUCKETS, "rebuilt_buckets")
+            connection.exec_driver_sql(_REBUILT_DAYS)
+            _replace_rows(connection, _DAYS, "rebuilt_days")
+            connection.execute(delete(stream_checkpoints))
+            _store_positions(connection, stream_arn, positions)
+            _store_as_of(connection, as_of)
             before_commit()
         return changed
 
@@ -160,18 +259,7 @@ def _unlock(connection: Connection) -> None:
 
 def _upsert(connection: Connection, images: Iterable[AggregateImage]) -> int:
     connection.exec_driver_sql(_STAGE)
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    with (
-        raw.cursor() as cursor,
-        cursor.copy(
-            "COPY incoming (wallet_id, bucket, shard, amount, record_count) FROM STDIN"
-        ) as copy,
-    ):
-        for image in images:
-            copy.write_row(
-                (image.wallet_id, image.bucket, image.shard, image.amount, image.record_count)
-            )
+    _copy_images(connection, "incoming", images)
     connection.exec_driver_sql(_UPSERT_SHARDS)
     # Without statistics the planner guesses ~1,200 changed buckets and scans all of
     # bucket_totals to recompute one day; measured 171 ms -> 0.7 ms for one late record.
@@ -195,6 +283,7 @@ def _store_positions(
                 "stream_arn": stream_arn,
                 "shard_id": p.shard_id,
                 "sequence_number": p.sequence_number,
+                "at_sequence_number": p.at_sequence_number,
                 "finished": p.finished,
             }
             for p in positions
@@ -205,7 +294,47 @@ def _store_positions(
             index_elements=["stream_arn", "shard_id"],
             set_={
                 "sequence_number": statement.excluded.sequence_number,
+                "at_sequence_number": statement.excluded.at_sequence_number,
                 "finished": statement.excluded.finished,
             },
         )
     )
+
+
+def _store_as_of(connection: Connection, as_of: datetime) -> None:
+    connection.execute(
+        update(projection_status)
+        .where(projection_status.c.id == 1)
+        .values(last_pass_finished_at=as_of)
+    )
+
+
+def _copy_images(connection: Connection, table: str, images: Iterable[AggregateImage]) -> None:
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    columns = "wallet_id, bucket, shard, amount, record_count"
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for image in images:
+            copy.write_row(
+                (image.wallet_id, image.bucket, image.shard, image.amount, image.record_count)
+            )
+
+
+def _replace_rows(connection: Connection, table: _Table, source: str) -> int:
+    """Makes `table` hold exactly the rows of the temporary table `source`, writing only the
+    rows that differ (deleted, updated or inserted); returns how many."""
+    same_key = " AND ".join(f"s.{key} = t.{key}" for key in table.keys)
+    columns = ", ".join((*table.keys, *table.values))
+    updates = ", ".join(f"{value} = excluded.{value}" for value in table.values)
+    current = ", ".join(f"t.{value}" for value in table.values)
+    incoming = ", ".join(f"excluded.{value}" for value in table.values)
+    # Composed of the constant table descriptions above only.
+    deleted = connection.exec_driver_sql(
+        f"DELETE FROM {table.name} t WHERE NOT EXISTS (SELECT FROM {source} s WHERE {same_key})"  # noqa: S608
+    ).rowcount
+    upserted = connection.exec_driver_sql(
+        f"INSERT INTO {table.name} AS t ({columns}) SELECT {columns} FROM {source} "  # noqa: S608
+        f"ON CONFLICT ({', '.join(table.keys)}) DO UPDATE SET {updates} "
+        f"WHERE ROW({current}) IS DISTINCT FROM ROW({incoming})"
+    ).rowcount
+    return deleted + upserted

@@ -1,27 +1,33 @@
-"""Updater passes: read the stream from the checkpoints, project into the read model."""
+"""Updater passes: read the stream from the checkpoints, project into the read model; and
+rebuilds, which replace the read model with a scan of the table."""
 
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
+from services.ledger.settings import STREAM_DELIVERY_ALLOWANCE_SECONDS
 from services.updater import metrics
 from services.updater.positions import (
-    AggregateImage,
     CheckpointLost,
-    ShardPosition,
+    gone_shards,
+    pass_as_of,
     plan_reads,
+    rebuild_position,
 )
 from services.updater.projection_store import ProjectionStore
-from services.updater.stream_reader import StreamReader
+from services.updater.stream_reader import StreamBatch, StreamReader
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PassReport:
+    """What a pass or rebuild did: `items` counts the aggregate images it upserted (an item
+    changed in two chunks of a pass counts twice), `shards` those it read."""
+
     records_read: int
     items: int
     changed_buckets: int
@@ -34,68 +40,106 @@ class Projector:
         reader: StreamReader,
         store: ProjectionStore,
         before_commit: Callable[[], None] = lambda: None,
+        *,
+        delivery_allowance: timedelta = timedelta(seconds=STREAM_DELIVERY_ALLOWANCE_SECONDS),
     ) -> None:
         self._reader = reader
         self._store = store
         self._before_commit = before_commit
+        self._delivery_allowance = delivery_allowance
 
     def run_pass(self) -> PassReport:
         """Reads every shard from its checkpoint to its current end and commits the newest
-        images with the new checkpoints. Raises CheckpointLost when records were lost."""
-        started = datetime.now(UTC)
+        images with the new checkpoints, a chunk of stream records at a time (a pass that
+        fails keeps the chunks it committed). Once every shard is read, prunes the
+        checkpoints of shards gone from the stream and stores as_of. Raises CheckpointLost
+        when records were lost."""
         timer = time.perf_counter()
         try:
-            report = self._pass(started)
+            report, as_of = self._pass()
         except CheckpointLost:
             metrics.pass_failed(checkpoint_lost=True)
             raise
         except Exception:
             metrics.pass_failed(checkpoint_lost=False)
             raise
-        metrics.pass_completed(started, time.perf_counter() - timer, report.records_read)
+        metrics.pass_completed(as_of, time.perf_counter() - timer, report.records_read)
         return report
 
-    def _pass(self, started: datetime) -> PassReport:
-        stream_arn = self._reader.stream_arn()
-        checkpoints = self._store.checkpoints()
-        plan = plan_reads(
-            self._reader.shards(stream_arn),
-            checkpoints.get(stream_arn, {}),
-            other_streams_checkpointed=any(arn != stream_arn for arn in checkpoints),
-        )
-        batch = self._reader.read(stream_arn, plan)
-        changed = self._store.apply(
-            batch.images.values(),
-            stream_arn=stream_arn,
-            positions=batch.positions,
-            as_of=started,
-            before_commit=self._before_commit,
-        )
-        return PassReport(batch.records_read, len(batch.images), changed, len(plan))
-
-    def rebuild(self, segments: int) -> PassReport:
-        """Projects every aggregate item from a parallel scan, then restarts the checkpoints
-        at the start of the stream's current shards. The shards are listed before the scan,
-        so every change the scan may miss is read by the next pass (run one right away: it
-        also turns the restarted checkpoints into sequence numbers)."""
-        started = datetime.now(UTC)
+    def _pass(self) -> tuple[PassReport, datetime]:
+        # Before the shards are listed: the latest as_of the pass may claim (pass_as_of).
+        listed_at = datetime.now(UTC)
         stream_arn = self._reader.stream_arn()
         shards = self._reader.shards(stream_arn)
-        totals = {"items": 0, "changed": 0}
-
-        def project(page: list[AggregateImage]) -> None:
-            totals["items"] += len(page)
-            totals["changed"] += self._store.apply(page, stream_arn=stream_arn, positions=[])
-
-        self._reader.scan_aggregates(segments, project)
-        self._store.apply(
-            [],
-            stream_arn=stream_arn,
-            positions=[ShardPosition(shard.shard_id) for shard in shards],
-            replace_checkpoints=True,
-            as_of=started,
+        checkpoints = self._store.checkpoints()
+        mine = checkpoints.get(stream_arn, {})
+        plan = plan_reads(
+            shards, mine, other_streams_checkpointed=any(arn != stream_arn for arn in checkpoints)
         )
-        return PassReport(0, totals["items"], totals["changed"], len(shards))
+        report, caught_up = PassReport(0, 0, 0, len(plan)), True
+        batch = self._reader.read(stream_arn, plan)
+        while batch.unread:
+            report = self._commit(batch, report)
+            caught_up = caught_up and batch.caught_up
+            batch = self._reader.read(stream_arn, batch.unread)
+        as_of = pass_as_of(
+            listed_at,
+            caught_up=caught_up and batch.caught_up,
+            delivery_allowance=self._delivery_allowance,
+            previous=self._store.as_of(),
+        )
+        report = self._commit(batch, report, gone_shards=gone_shards(shards, mine), as_of=as_of)
+        return report, as_of
+
+    def _commit(
+        self,
+        batch: StreamBatch,
+        report: PassReport,
+        *,
+        gone_shards: list[str] | None = None,
+        as_of: datetime | None = None,
+    ) -> PassReport:
+        """Commits one chunk of a pass (the last one with the spent checkpoints and as_of);
+        returns `report` with the chunk counted in."""
+        changed = self._store.apply(
+            batch.images.values(),
+            stream_arn=batch.stream_arn,
+            positions=batch.positions,
+            gone_shards=gone_shards,
+            as_of=as_of,
+            before_commit=self._before_commit,
+        )
+        return replace(
+            report,
+            records_read=report.records_read + batch.records_read,
+            items=report.items + len(batch.images),
+            changed_buckets=report.changed_buckets + changed,
+        )
+
+    def rebuild(self, segments: int) -> PassReport:
+        """Replaces the read model with a parallel scan of the table's aggregate items: rows
+        ahead of the table (after a point-in-time restore) or missing from it are put right.
+        The scan is staged first and swapped in by one transaction, so queries answer from
+        the old read model until then. Its as_of is the instant before the scan began.
+
+        The checkpoints restart at the shards listed before the scan (see
+        positions.rebuild_position), so the next pass reads every change the scan may have
+        missed; run one right away."""
+        started = datetime.now(UTC)
+        stream_arn = self._reader.stream_arn()
+        positions = [
+            rebuild_position(shard, self._reader.oldest_sequence_number(stream_arn, shard.shard_id))
+            for shard in self._reader.shards(stream_arn)
+        ]
+        with self._store.staging() as staged:
+            self._reader.scan_aggregates(segments, staged.add)
+            changed = staged.replace_read_model(
+                stream_arn=stream_arn,
+                positions=positions,
+                as_of=started,
+                before_commit=self._before_commit,
+            )
+        return PassReport(0, staged.items, changed, len(positions))
 
     def follow(self, interval: float, stopping: threading.Event) -> None:
         """Runs passes every `interval` seconds until `stopping` is set. A pass that fails

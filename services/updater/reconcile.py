@@ -4,7 +4,7 @@ has caught up: a read model that lags shows as differences."""
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,8 @@ from services.updater.stream_reader import aggregate_image
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
+# Buckets in UTC on both sides: in another zone, the datetimes of a repeated DST hour
+# compare unequal to the same instants in UTC.
 ItemKey = tuple[str, datetime, int]
 Totals = dict[ItemKey, tuple[Decimal, int]]
 
@@ -72,7 +74,8 @@ def reconcile(
     with engine.connect() as connection:
         for wallet_id, bucket in connection.execute(_INCONSISTENT_BUCKETS):
             report.differences.append(
-                f"bucket_totals {wallet_id} {bucket:%Y-%m-%dT%H:%MZ} differs from its shards"
+                f"bucket_totals {wallet_id} {bucket.astimezone(UTC):%Y-%m-%dT%H:%MZ} "
+                "differs from its shards"
             )
         for wallet_id, day in connection.execute(_INCONSISTENT_DAYS):
             report.differences.append(f"day_totals {wallet_id} {day} differs from its buckets")
@@ -117,7 +120,7 @@ def _record_totals(dynamodb: "DynamoDBClient", table_name: str, segments: int) -
 def _read_model(engine: Engine) -> Totals:
     with engine.connect() as connection:
         return {
-            (row.wallet_id, row.bucket, row.shard): (row.amount, row.record_count)
+            (row.wallet_id, row.bucket.astimezone(UTC), row.shard): (row.amount, row.record_count)
             for row in connection.execute(select(shard_aggregates))
         }
 

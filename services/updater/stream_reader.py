@@ -2,9 +2,9 @@
 position."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -24,6 +24,7 @@ from services.updater.positions import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
+    from mypy_boto3_dynamodbstreams.type_defs import ShardTypeDef
 
 # The IAM actions of the DynamoDB and DynamoDB Streams calls the updater makes (Streams
 # calls are authorised as dynamodb:*); its IAM role allows exactly these, on the table and
@@ -37,6 +38,9 @@ DYNAMODB_ACTIONS = (
 )
 _PAGE = 1000
 _EMPTY_PAGES_AT_END = 3
+# Stream records per commit of a long pass: few enough that a failure late in a large
+# backlog loses little work, many enough that the commits' recomputed totals stay cheap.
+DEFAULT_CHUNK_RECORDS = 10_000
 
 
 def streams_client() -> "DynamoDBStreamsClient":
@@ -72,19 +76,35 @@ def aggregate_image(item: dict[str, Any]) -> AggregateImage | None:
         wallet_id=item[t.WALLET_ID]["S"],
         bucket=parse_instant(item[t.BUCKET]["S"]),
         shard=int(item[t.SHARD]["N"]),
-        amount=Decimal(item[t.AMOUNT]["N"]),
+        amount=t.aggregate_amount(item),
         record_count=int(item[t.RECORD_COUNT]["N"]),
     )
 
 
+class ShardEnd(Enum):
+    """Why the read of one shard stopped."""
+
+    CAUGHT_UP = "it read past the first record written after its read began"
+    QUIET = "a few pages in a row were empty"
+    CLOSED = "it read a closed shard to its end"
+    CHUNK_FULL = "its batch holds a chunk of records; the next batch goes on from there"
+
+
 @dataclass
 class StreamBatch:
-    """What one pass read: the newest image per aggregate item and where each shard ended."""
+    """One chunk of a pass: the newest image per aggregate item among the records read,
+    the position of every shard read (to be checkpointed with the images), and where the
+    next chunk goes on."""
 
     stream_arn: str
     images: dict[tuple[str, datetime, int], AggregateImage] = field(default_factory=dict)
     positions: list[ShardPosition] = field(default_factory=list)
     records_read: int = 0
+    # The shard the chunk filled up in, then the planned shards not read yet; empty once
+    # every planned shard has been read to its end.
+    unread: list[ShardPosition] = field(default_factory=list)
+    # Whether every shard whose read ended in this batch ended ShardEnd.CAUGHT_UP.
+    caught_up: bool = True
 
 
 class StreamReader:
@@ -93,10 +113,12 @@ class StreamReader:
         dynamodb: "DynamoDBClient",
         streams: "DynamoDBStreamsClient",
         table_name: str,
+        chunk_records: int = DEFAULT_CHUNK_RECORDS,
     ) -> None:
         self._dynamodb = dynamodb
         self._streams = streams
         self._table_name = table_name
+        self._chunk_records = chunk_records
 
     def stream_arn(self) -> str:
         table = self._dynamodb.describe_table(TableName=self._table_name)["Table"]
@@ -110,41 +132,51 @@ class StreamReader:
         request: dict[str, Any] = {"StreamArn": stream_arn}
         while True:
             description = self._streams.describe_stream(**request)["StreamDescription"]
-            shards.extend(
-                StreamShard(shard["ShardId"], shard.get("ParentShardId"))
-                for shard in description.get("Shards", [])
-            )
+            shards.extend(_stream_shard(shard) for shard in description.get("Shards", []))
             last = description.get("LastEvaluatedShardId")
             if not last:
                 return shards
             request["ExclusiveStartShardId"] = last
 
     def read(self, stream_arn: str, plan: list[ShardPosition]) -> StreamBatch:
-        """Reads each planned shard from its position until it has nothing more for now, or
-        has reached records written after its read began."""
+        """Reads the planned shards one after another, each from its position until it has
+        nothing more for now, has reached records written after its read began, or has
+        ended; stops once the batch holds `chunk_records` stream records, and says in
+        `unread` where to go on."""
         batch = StreamBatch(stream_arn)
-        batch.positions = [self._read_shard(stream_arn, position, batch) for position in plan]
+        for index, position in enumerate(plan):
+            if batch.records_read == self._chunk_records:
+                batch.unread = plan[index:]
+                return batch
+            reached, end = self._read_shard(stream_arn, position, batch)
+            batch.positions.append(reached)
+            if end is ShardEnd.CHUNK_FULL:
+                batch.unread = [reached, *plan[index + 1 :]]
+                return batch
+            batch.caught_up = batch.caught_up and end is ShardEnd.CAUGHT_UP
         return batch
 
     def _read_shard(
         self, stream_arn: str, position: ShardPosition, batch: StreamBatch
-    ) -> ShardPosition:
-        """Adds the shard's records after `position` to the batch; returns the new position.
+    ) -> tuple[ShardPosition, ShardEnd]:
+        """Adds the shard's records from `position` on to the batch; returns the position
+        after them and why the read stopped.
 
         A few empty pages in a row end the read: an open shard has nothing more yet, and
         the next pass goes on from the checkpoint (DynamoDB Streams may answer an empty page
         before a later one with records, so one is not enough). A shard that keeps growing
         under steady writes never gives those, so the read also ends once it has read past
         the first record written after it began: a shard is in write order, so everything
-        written before the pass has been read by then. No next iterator means a closed
-        shard read to its end."""
-        last_sequence = position.sequence_number
+        written before the read began has been read by then. No next iterator means a
+        closed shard read to its end."""
         iterator: str | None = self._iterator(stream_arn, position)
         newer = _FirstNewer(self._streams, self._latest_iterator(stream_arn, position.shard_id))
         empty_pages = 0
-        while iterator and empty_pages < _EMPTY_PAGES_AT_END:
+        while iterator:
+            # No page overfills the chunk: a chunk is exactly `chunk_records` records.
+            limit = min(_PAGE, self._chunk_records - batch.records_read)
             try:
-                page = self._streams.get_records(ShardIterator=iterator, Limit=_PAGE)
+                page = self._streams.get_records(ShardIterator=iterator, Limit=limit)
             except self._streams.exceptions.TrimmedDataAccessException as error:
                 raise CheckpointLost(
                     f"stream shard {position.shard_id} dropped records while being read"
@@ -152,15 +184,22 @@ class StreamReader:
             records = page.get("Records", [])
             for record in records:
                 batch.records_read += 1
-                last_sequence = record["dynamodb"]["SequenceNumber"]
                 image = aggregate_image(dict(record["dynamodb"].get("NewImage", {})))
                 if image is not None:
                     keep_newest(batch.images, image)
+            if records:
+                last_sequence = records[-1]["dynamodb"]["SequenceNumber"]
+                position = ShardPosition(position.shard_id, last_sequence)
             iterator = page.get("NextShardIterator")
             empty_pages = 0 if records else empty_pages + 1
-            if records and newer.reached(records[-1]["dynamodb"]["SequenceNumber"]):
-                break
-        return ShardPosition(position.shard_id, last_sequence, finished=iterator is None)
+            # A closed shard's end is ShardEnd.CLOSED whatever else holds: it is finished.
+            if records and iterator and newer.reached(last_sequence):
+                return position, ShardEnd.CAUGHT_UP
+            if iterator and batch.records_read == self._chunk_records:
+                return position, ShardEnd.CHUNK_FULL
+            if empty_pages >= _EMPTY_PAGES_AT_END:
+                return position, ShardEnd.QUIET
+        return replace(position, finished=True), ShardEnd.CLOSED
 
     def _latest_iterator(self, stream_arn: str, shard_id: str) -> str:
         return self._streams.get_shard_iterator(
@@ -168,20 +207,41 @@ class StreamReader:
         )["ShardIterator"]
 
     def _iterator(self, stream_arn: str, position: ShardPosition) -> str:
-        request: dict[str, Any] = {"StreamArn": stream_arn, "ShardId": position.shard_id}
-        if position.sequence_number is None:
-            request["ShardIteratorType"] = "TRIM_HORIZON"
-        else:
-            request["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER"
-            request["SequenceNumber"] = position.sequence_number
+        """An iterator at or after the position's sequence number: DynamoDB Streams refuses
+        one (TrimmedDataAccessException) once records from there on have been trimmed."""
+        request: dict[str, Any] = {
+            "StreamArn": stream_arn,
+            "ShardId": position.shard_id,
+            "ShardIteratorType": (
+                "AT_SEQUENCE_NUMBER" if position.at_sequence_number else "AFTER_SEQUENCE_NUMBER"
+            ),
+            "SequenceNumber": position.sequence_number,
+        }
         try:
             return self._streams.get_shard_iterator(**request)["ShardIterator"]
         except self._streams.exceptions.TrimmedDataAccessException as error:
             raise CheckpointLost(
-                f"stream shard {position.shard_id} dropped records after the checkpoint"
+                f"stream shard {position.shard_id} dropped records the read model has not "
+                "read (the stream keeps them 24 hours)"
             ) from error
         except self._streams.exceptions.ResourceNotFoundException as error:
             raise CheckpointLost(f"stream shard {position.shard_id} no longer exists") from error
+
+    def oldest_sequence_number(self, stream_arn: str, shard_id: str) -> str | None:
+        """The sequence number of the oldest record the shard still holds, read from its
+        trim horizon; None when a few pages in a row bring none (nothing written yet, or a
+        closed shard with nothing left)."""
+        iterator: str | None = self._streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for _ in range(_EMPTY_PAGES_AT_END):
+            if iterator is None:
+                return None
+            page = self._streams.get_records(ShardIterator=iterator, Limit=1)
+            if records := page.get("Records", []):
+                return records[0]["dynamodb"]["SequenceNumber"]
+            iterator = page.get("NextShardIterator")
+        return None
 
     def scan_aggregates(
         self, segments: int, consume: Callable[[list[AggregateImage]], None]
@@ -193,3 +253,13 @@ class StreamReader:
             consume([image for image in map(aggregate_image, items) if image is not None])
 
         parallel_scan(self._dynamodb, self._table_name, t.AGGREGATE_KIND, segments, images)
+
+
+def _stream_shard(shard: "ShardTypeDef") -> StreamShard:
+    numbers = shard["SequenceNumberRange"]
+    return StreamShard(
+        shard["ShardId"],
+        shard.get("ParentShardId"),
+        numbers["StartingSequenceNumber"],
+        numbers.get("EndingSequenceNumber"),
+    )

@@ -1,13 +1,15 @@
 """`wallet update` as real processes on DynamoDB Local and PostgreSQL: a crash between
 writing rows and committing loses and double counts nothing, two updaters at once leave an
-exact read model, `--rebuild` equals a stream-built read model, a lost checkpoint exits 3
-naming the fix, and `--follow` keeps the read model fresh and stops cleanly on SIGTERM."""
+exact read model, `--rebuild` equals a stream-built read model and corrects one that is
+ahead of the table (`wallet reconcile` then agrees), a lost checkpoint exits 3 naming the
+fix, and `--follow` keeps the read model fresh and stops cleanly on SIGTERM."""
 
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -19,6 +21,7 @@ from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.settings import PROJECT_ROOT
 from services.local.dynamodb_local import DynamoDBLocal
 from services.updater.main import EXIT_CHECKPOINT_LOST
+from services.updater.positions import AggregateImage
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.stream_reader import StreamReader, streams_client
@@ -92,6 +95,23 @@ class Updaters:
         database's lock, so a killed predecessor cannot make it skip its pass)."""
         wait_until_unlocked(database_url)
         return self.start(database_url, *args, **env).wait()
+
+    def reconcile(self, database_url: str) -> Finished:
+        """`wallet reconcile --records` on the same table and database, to its end."""
+        result = subprocess.run(
+            wallet_command("reconcile", "--records"),
+            env=child_env(
+                **self._dynamodb.client_env(),
+                WALLET_TABLE_NAME=self._table_name,
+                DATABASE_URL=database_url,
+            ),
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+        return Finished(result.returncode, result.stdout, result.stderr)
 
     def stop_all(self) -> None:
         for started in self._started:
@@ -233,6 +253,39 @@ def test_rebuild_into_an_empty_database_equals_the_stream_built_read_model(
     from_scan = assert_exact(dynamodb, table_name, another_database_url)
     assert from_scan.totals() == from_stream.totals()
     assert total_records(from_scan) == 100
+
+
+def test_rebuild_corrects_a_read_model_ahead_of_the_table_so_reconcile_agrees(
+    updaters: Updaters, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    write_deposits(dynamodb, table_name, make_deposits(50, prefix="restore"))
+    assert_ok(updaters.run(database_url))
+    (wallet, bucket, shard), (amount, count) = min(
+        assert_exact(dynamodb, table_name, database_url).shards.items()
+    )
+    # The table restored to a point in time before some deposits the read model has.
+    engine = create_database_engine(database_url, pool_size=1)
+    try:
+        ProjectionStore(engine).apply(
+            [
+                AggregateImage(wallet, bucket, shard, amount + 100, count + 3),
+                AggregateImage("restored-away", bucket, 0, Decimal("2.5"), 1),
+            ],
+            stream_arn=stream_arn(dynamodb, table_name),
+            positions=[],
+        )
+    finally:
+        engine.dispose()
+    differing = updaters.reconcile(database_url)
+    assert differing.returncode == 1, differing.describe()
+    assert "restored-away" in differing.stdout, differing.describe()
+
+    assert_ok(updaters.run(database_url, "--rebuild"))
+
+    agreeing = updaters.reconcile(database_url)
+    assert agreeing.returncode == 0, agreeing.describe()
+    assert "no difference" in agreeing.stdout, agreeing.describe()
+    assert total_records(assert_exact(dynamodb, table_name, database_url)) == 50
 
 
 def test_a_lost_checkpoint_exits_3_naming_rebuild_which_recovers(

@@ -1,21 +1,34 @@
 """wallet reconcile: silent when the read model and the records agree, and names every
-difference otherwise (exit 1)."""
+difference otherwise (exit 1); also when PostgreSQL's sessions default to a time zone
+other than UTC, across a repeated DST hour."""
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 from services.ledger.adapters import ledger_table as t
-from services.ledger.adapters.database import create_database_engine
+from services.ledger.adapters.database import create_database_engine, sqlalchemy_url
 from services.ledger.adapters.write_store import dynamodb_client
+from services.ledger.domain.records import Deposit
 from services.ledger.settings import Settings
 from services.updater.main import run_reconcile
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.reconcile import reconcile
 from services.updater.stream_reader import StreamReader, streams_client
-from tests.updater_support import make_deposits, write_deposits
+from tests.updater_support import (
+    assert_history_exact,
+    make_deposits,
+    template_database,
+    write_deposits,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -91,3 +104,97 @@ def test_the_command_exits_1_on_a_difference(
     assert run_reconcile(Settings(table_name=table_name), database_url, check_records=False) == 1
     out = capsys.readouterr().out
     assert "day_totals" in out
+
+
+# A session time zone other than UTC ------------------------------------------------------
+
+NEW_YORK = ZoneInfo("America/New_York")
+# New York's clocks went back at 06:00Z that day: 01:00-01:59 local came twice (05:00Z-06:59Z).
+FOLD_START = datetime(2024, 11, 3, 5, 0, tzinfo=UTC)
+
+
+def fold_deposits() -> list[Deposit]:
+    """A deposit in every 15-minute bucket from an hour before the repeated hour to an hour
+    after it, in two wallets."""
+    return [
+        Deposit(
+            f"fold-{index % 2}",
+            f"fold-{index:02d}",
+            FOLD_START + timedelta(minutes=15 * index - 60, seconds=7),
+            Decimal(index + 1) / 100,
+        )
+        for index in range(16)
+    ]
+
+
+@pytest.fixture(params=["database default", "url options"])
+def new_york_database(
+    request: pytest.FixtureRequest, postgres_admin_url: str, migrated_template: str
+) -> Iterator[str]:
+    """A read model database whose sessions are in America/New_York unless told otherwise:
+    by the database's default, or by the URL's libpq options."""
+    with template_database(postgres_admin_url, migrated_template) as url:
+        if request.param == "url options":
+            yield url + "?options=-c%20timezone%3DAmerica/New_York"
+            return
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            connection.execute(
+                f"ALTER DATABASE \"{make_url(url).database}\" SET timezone = 'America/New_York'"
+            )
+        yield url
+
+
+def session_time_zone(database_url: str) -> str:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute("SHOW timezone").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_server_in_another_time_zone_reconciles_and_answers_exactly_across_a_dst_fold(
+    new_york_database: str,
+    dynamodb: "DynamoDBClient",
+    table_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = new_york_database
+    assert session_time_zone(url) == "America/New_York"
+    deposits = fold_deposits()
+    write_deposits(dynamodb, table_name, deposits)
+    engine = create_database_engine(url, pool_size=2)
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW timezone").scalar_one() == "UTC"
+        reader = StreamReader(dynamodb_client(), streams_client(), table_name)
+        Projector(reader, ProjectionStore(engine)).run_pass()
+    finally:
+        engine.dispose()
+
+    assert run_reconcile(Settings(table_name=table_name), url, check_records=True) == 0
+    assert "no difference" in capsys.readouterr().out
+    start, end = FOLD_START - timedelta(hours=2), FOLD_START + timedelta(hours=4)
+    for zone in (NEW_YORK, ZoneInfo("UTC")):
+        assert_history_exact(url, deposits, start, end, zone)
+
+
+def test_reconcile_compares_instants_in_utc_whatever_its_session_zone(
+    dynamodb: "DynamoDBClient", table_name: str, database_url: str
+) -> None:
+    write_deposits(dynamodb, table_name, fold_deposits())
+    engine = create_database_engine(database_url, pool_size=2)
+    try:
+        reader = StreamReader(dynamodb_client(), streams_client(), table_name)
+        Projector(reader, ProjectionStore(engine)).run_pass()
+    finally:
+        engine.dispose()
+    # An engine of someone else's making, its sessions in New York time.
+    new_york = create_engine(
+        sqlalchemy_url(database_url), connect_args={"options": "-c timezone=America/New_York"}
+    )
+    try:
+        report = reconcile(dynamodb_client(), table_name, new_york, check_records=True)
+    finally:
+        new_york.dispose()
+
+    assert report.differences == []
+    assert report.records == 16

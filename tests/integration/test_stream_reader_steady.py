@@ -23,7 +23,6 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 
 from services.ledger.adapters.write_store import DynamoWriteStore
 from services.ledger.domain.records import Deposit, Recorded
-from services.updater.positions import ShardPosition
 from services.updater.stream_reader import StreamReader, streams_client
 from tests.updater_support import SHARD_COUNT, START, make_deposits, write_deposits
 
@@ -72,7 +71,7 @@ def test_a_pass_ends_while_deposits_keep_arriving(
     growing = GrowingStream(DynamoWriteStore(dynamodb, table_name, SHARD_COUNT))
     reader = StreamReader(dynamodb, cast("DynamoDBStreamsClient", growing), table_name)
     stream_arn = reader.stream_arn()
-    plan = [ShardPosition(shard.shard_id) for shard in reader.shards(stream_arn)]
+    plan = [shard.start() for shard in reader.shards(stream_arn)]
 
     batch = reader.read(stream_arn, plan)
 
@@ -80,3 +79,6 @@ def test_a_pass_ends_while_deposits_keep_arriving(
     assert batch.records_read >= 2 * SETTLED
     # A few pages, counting the polls for the first newer record, not PAGES.
     assert growing.pages <= 6
+    # Ended by reading into the deposits written after it began: no delivery allowance due.
+    assert batch.caught_up
+    assert batch.unread == []

@@ -1,13 +1,16 @@
 """The updater in this process, wired as `wallet update` wires it, on a real DynamoDB Local
 stream and a real PostgreSQL: passes project the table's aggregate items exactly, late
 records and replays are handled by the larger-count rule, a rebuild equals a stream-built
-read model, a lost checkpoint is detected, one updater at a time, and the migrations match
-the read model's table definitions."""
+read model and replaces one that is ahead of the table while queries go on answering, a
+lost checkpoint is detected, long passes commit in chunks, as_of never claims more than
+was read, one updater at a time, and the migrations match the read model's table
+definitions. (A trimmed stream: tests/integration/test_trimmed_stream.py.)"""
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 import pytest
@@ -18,6 +21,7 @@ from sqlalchemy import Engine
 
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_model import metadata
+from services.ledger.adapters.read_store import PostgresReadStore
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
 from services.ledger.domain.records import Deposit, Recorded
 from services.ledger.settings import Settings
@@ -25,17 +29,26 @@ from services.updater.positions import AggregateImage, CheckpointLost, ShardPosi
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.stream_reader import StreamBatch, StreamReader, streams_client
+from tests.history_oracle import exact_sum
+from tests.scripted_streams import ScriptedStreams
 from tests.updater_support import (
     SHARD_COUNT,
     START,
+    Checkpoint,
+    ReadModel,
     assert_consistent,
     assert_exact,
+    assert_history_exact,
     make_deposits,
     read_model,
+    reconcile_differences,
     stream_arn,
     total_records,
     write_deposits,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
 
 SEGMENTS = 4
 REBUILD = "wallet update --rebuild"
@@ -111,7 +124,10 @@ def test_a_pass_projects_the_table_exactly(
     arn = stream_arn(dynamodb, table_name)
     shards = {shard.shard_id for shard in updater.reader.shards(arn)}
     assert {key for key in model.checkpoints} == {(arn, shard) for shard in shards}
-    assert all(sequence is not None for sequence, _ in model.checkpoints.values())
+    assert all(
+        checkpoint.sequence_number is not None and not checkpoint.at_sequence_number
+        for checkpoint in model.checkpoints.values()
+    )
 
 
 def test_a_pass_with_nothing_new_changes_nothing_but_as_of(
@@ -265,8 +281,10 @@ def test_rebuild_into_an_empty_database_equals_the_stream_built_read_model(
     assert from_scan.totals() == from_stream.totals()
     assert report.items == len(from_scan.shards)
     arn = stream_arn(dynamodb, table_name)
+    # DynamoDB Local trims nothing: each shard restarts at its first record.
     assert from_scan.checkpoints == {
-        (arn, shard.shard_id): (None, False) for shard in rebuilt.reader.shards(arn)
+        (arn, shard.shard_id): Checkpoint(shard.starting_sequence_number, False, True)
+        for shard in rebuilt.reader.shards(arn)
     }
 
     # Both go on from the stream alike.
@@ -367,7 +385,7 @@ def test_an_updated_read_model_never_loses_its_status_row(
     passed = read_model(database_url)
     assert rebuilt.as_of is not None
     assert passed.as_of is not None
-    assert passed.as_of > rebuilt.as_of
+    assert passed.as_of >= rebuilt.as_of
     assert replace(passed, as_of=None, checkpoints={}) == replace(
         rebuilt, as_of=None, checkpoints={}
     )
@@ -427,3 +445,227 @@ def test_no_record_recorded_before_as_of_is_missing(
         f"as_of {model.as_of.isoformat()} is later than {recorded_at.isoformat()}, when a "
         "deposit missing from the read model was recorded"
     )
+
+
+# A rebuild replaces the read model ------------------------------------------------------
+
+AWAY = "wallet-restored-away"
+
+
+def put_read_model_ahead(store: ProjectionStore, arn: str, model: ReadModel) -> None:
+    """What a point-in-time restore of the table leaves: an item whose row in the read
+    model is ahead of the table (more records, more money), and a row for an item the
+    table no longer has."""
+    (wallet, bucket, shard), (amount, count) = max(
+        model.shards.items(), key=lambda entry: entry[1][1]
+    )
+    store.apply(
+        [
+            AggregateImage(wallet, bucket, shard, amount + 100, count + 3),
+            AggregateImage(AWAY, START, 0, Decimal("5.25"), 2),
+        ],
+        stream_arn=arn,
+        positions=[],
+    )
+
+
+def test_a_rebuild_replaces_a_read_model_that_is_ahead_of_the_table(
+    updater: Updater, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    deposits = make_deposits(60, prefix="restored")
+    write_deposits(dynamodb, table_name, deposits)
+    updater.projector.run_pass()
+    projected = assert_exact(dynamodb, table_name, database_url)
+    put_read_model_ahead(updater.store, stream_arn(dynamodb, table_name), projected)
+    assert len(reconcile_differences(dynamodb, table_name, database_url)) == 2
+
+    report = updater.projector.rebuild(SEGMENTS)
+
+    assert reconcile_differences(dynamodb, table_name, database_url) == []
+    rebuilt = assert_exact(dynamodb, table_name, database_url)
+    assert rebuilt.totals() == projected.totals()
+    assert (report.items, report.changed_buckets) == (len(projected.shards), 2)
+    assert_history_exact(
+        database_url, deposits, START - timedelta(hours=1), START + timedelta(days=3)
+    )
+    updater.projector.run_pass()
+    assert reconcile_differences(dynamodb, table_name, database_url) == []
+
+
+def test_queries_answer_the_old_read_model_until_the_rebuild_commits(
+    make_updater: MakeUpdater, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    deposits = make_deposits(40, prefix="served")
+    write_deposits(dynamodb, table_name, deposits)
+    updater = make_updater(database_url)
+    updater.projector.run_pass()
+    put_read_model_ahead(
+        updater.store,
+        stream_arn(dynamodb, table_name),
+        assert_exact(dynamodb, table_name, database_url),
+    )
+    # A statement timeout: a rebuild holding a lock that blocks readers fails the read.
+    engine = create_database_engine(database_url, pool_size=1, statement_timeout_ms=5_000)
+    reads = PostgresReadStore(engine)
+    wallets = sorted({deposit.wallet_id for deposit in deposits} | {AWAY})
+    end = START + timedelta(days=4)
+
+    def balances() -> dict[str, Decimal]:
+        return {wallet: reads.balance(wallet, end).balance for wallet in wallets}
+
+    ahead = balances()
+    during: list[dict[str, Decimal]] = []
+    try:
+        # Just before the rebuild commits, from another connection.
+        make_updater(database_url, lambda: during.append(balances())).projector.rebuild(SEGMENTS)
+        after = balances()
+    finally:
+        engine.dispose()
+
+    assert during == [ahead]
+    assert after == {
+        wallet: exact_sum(d.amount for d in deposits if d.wallet_id == wallet) for wallet in wallets
+    }
+    assert after != ahead
+
+
+# Long passes commit in chunks -----------------------------------------------------------
+
+CHUNK = 100
+
+
+def test_a_long_pass_commits_in_chunks_and_a_failure_resumes_from_the_last_chunk(
+    dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    class Crash(Exception):
+        pass
+
+    write_deposits(dynamodb, table_name, make_deposits(150, prefix="backlog"))
+    arn = stream_arn(dynamodb, table_name)
+    sequence_numbers = ScriptedStreams(streams_client(), arn).sequence_numbers()
+    assert len(sequence_numbers) == 300
+    commits: list[int] = []
+
+    def crash_at_the_second_commit() -> None:
+        commits.append(len(commits) + 1)
+        if len(commits) == 2:
+            raise Crash
+
+    reader = StreamReader(dynamodb_client(), streams_client(), table_name, chunk_records=CHUNK)
+    engine = create_database_engine(database_url, pool_size=2)
+    try:
+        with pytest.raises(Crash):
+            Projector(reader, ProjectionStore(engine), crash_at_the_second_commit).run_pass()
+        failed = read_model(database_url)
+        resumed = Projector(reader, ProjectionStore(engine)).run_pass()
+    finally:
+        engine.dispose()
+
+    # The first chunk stayed committed with its checkpoint, the second rolled back.
+    [checkpoint] = failed.checkpoints.values()
+    assert checkpoint.sequence_number is not None
+    assert int(checkpoint.sequence_number) == sequence_numbers[CHUNK - 1]
+    assert not checkpoint.at_sequence_number
+    assert 0 < total_records(failed) < 150
+    assert_consistent(failed)
+    assert failed.as_of is None, "as_of is stored only once every shard has been read"
+    assert resumed.records_read == 300 - CHUNK
+    assert total_records(assert_exact(dynamodb, table_name, database_url)) == 150
+    assert reconcile_differences(dynamodb, table_name, database_url) == []
+
+
+# as_of never claims more than was read ---------------------------------------------------
+
+
+class InDelivery:
+    """A DynamoDB Streams client on which the records after `delivered_through` have not
+    arrived yet (DynamoDB Streams shows a write some time after acknowledging it)."""
+
+    def __init__(self, delivered_through: int) -> None:
+        self._streams = streams_client()
+        self._delivered_through = delivered_through
+        self.exceptions = self._streams.exceptions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._streams, name)
+
+    def get_records(self, **request: Any) -> Any:
+        page = self._streams.get_records(**request)
+        delivered = [
+            record
+            for record in page["Records"]
+            if int(record["dynamodb"]["SequenceNumber"]) <= self._delivered_through
+        ]
+        return {**page, "Records": delivered}
+
+
+def test_as_of_never_claims_a_deposit_the_stream_had_not_delivered(
+    dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    write_deposits(dynamodb, table_name, make_deposits(20, prefix="delivered"))
+    arn = stream_arn(dynamodb, table_name)
+    delivered_through = ScriptedStreams(streams_client(), arn).sequence_numbers()[-1]
+    in_delivery = DynamoWriteStore(dynamodb, table_name, SHARD_COUNT).record(
+        Deposit("wallet-0", "in-delivery", START + timedelta(hours=1), Decimal("1.00"))
+    )
+    assert isinstance(in_delivery, Recorded)
+    streams = cast("DynamoDBStreamsClient", InDelivery(delivered_through))
+    engine = create_database_engine(database_url, pool_size=2)
+    try:
+        reader = StreamReader(dynamodb_client(), streams, table_name)
+        Projector(reader, ProjectionStore(engine)).run_pass()
+    finally:
+        engine.dispose()
+
+    model = read_model(database_url)
+    assert total_records(model) == 20
+    assert model.as_of is not None
+    assert model.as_of < in_delivery.record.recorded_at, (
+        f"as_of {model.as_of.isoformat()} claims the deposit acknowledged at "
+        f"{in_delivery.record.recorded_at.isoformat()}, which the pass never read"
+    )
+
+
+class Growing:
+    """A DynamoDB Streams client on which a deposit is recorded before every GetRecords:
+    every shard read ends by reading into records newer than its start."""
+
+    def __init__(self, store: DynamoWriteStore) -> None:
+        self._streams = streams_client()
+        self._store = store
+        self._count = 0
+        self.exceptions = self._streams.exceptions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._streams, name)
+
+    def get_records(self, **request: Any) -> Any:
+        self._count += 1
+        deposit = Deposit("wallet-growing", f"growing-{self._count}", START, Decimal("0.01"))
+        assert isinstance(self._store.record(deposit), Recorded)
+        return self._streams.get_records(**request)
+
+
+def test_a_pass_that_read_into_newer_records_needs_no_delivery_allowance(
+    dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    write_deposits(dynamodb, table_name, make_deposits(10, prefix="caught-up"))
+    streams = cast(
+        "DynamoDBStreamsClient", Growing(DynamoWriteStore(dynamodb, table_name, SHARD_COUNT))
+    )
+    engine = create_database_engine(database_url, pool_size=2)
+    try:
+        projector = Projector(
+            StreamReader(dynamodb_client(), streams, table_name),
+            ProjectionStore(engine),
+            delivery_allowance=timedelta(hours=1),
+        )
+        before = datetime.now(UTC)
+        projector.run_pass()
+        after = datetime.now(UTC)
+    finally:
+        engine.dispose()
+
+    as_of = read_model(database_url).as_of
+    assert as_of is not None
+    assert before <= as_of <= after

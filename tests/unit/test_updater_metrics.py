@@ -1,4 +1,5 @@
-"""The updater's lag: the age of the last completed pass's start, read at scrape time."""
+"""The updater's lag: the age of the as_of its last completed pass stored, read at scrape
+time."""
 
 import math
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from services.updater import metrics
 from tests.metrics_support import sample
 
 
-def test_lag_is_the_age_of_the_last_completed_pass_start() -> None:
+def test_lag_is_the_age_of_the_as_of_the_last_completed_pass_stored() -> None:
     metrics.pass_completed(datetime.now(UTC) - timedelta(seconds=30), 0.5, 0)
     assert sample("wallet_updater_lag_seconds") == pytest.approx(30, abs=1)
 

@@ -1,6 +1,8 @@
 """PostgreSQL connections for the read model: SQLAlchemy 2 engines on psycopg 3."""
 
-from sqlalchemy import Engine, create_engine
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -18,7 +20,12 @@ def create_database_engine(
     """An engine whose pool checks each connection before use, so a restarted server is
     reconnected to without restarting the service. TCP keepalives and a user timeout make
     a server that stops answering (rather than refusing) an error within seconds, not a
-    thread stuck forever; `statement_timeout_ms` bounds each statement."""
+    thread stuck forever; `statement_timeout_ms` bounds each statement.
+
+    Every session's time zone is UTC, whatever the server, database, role, URL or PGTZ
+    say: timestamptz values come back as UTC datetimes and SQL's dates are UTC days (in
+    another zone, the datetimes of a repeated DST hour compare unequal to the same instants
+    in UTC)."""
     connect_args: dict[str, object] = {
         "connect_timeout": 3,
         "keepalives": 1,
@@ -27,13 +34,28 @@ def create_database_engine(
         "keepalives_count": 3,
         "tcp_user_timeout": 15_000,
     }
+    url = make_url(sqlalchemy_url(database_url))
     if statement_timeout_ms is not None:
-        connect_args["options"] = f"-c statement_timeout={statement_timeout_ms}"
-    return create_engine(
-        sqlalchemy_url(database_url),
+        # Connection arguments replace the URL's own `options`: keep those too.
+        options = [
+            *url.normalized_query.get("options", ()),
+            f"-c statement_timeout={statement_timeout_ms}",
+        ]
+        connect_args["options"] = " ".join(options)
+    engine = create_engine(
+        url,
         pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=5,
         connect_args=connect_args,
     )
+    event.listen(engine, "connect", _use_utc)
+    return engine
+
+
+def _use_utc(connection: Any, _record: object) -> None:
+    """Sets a new connection's session time zone (after libpq applied PGTZ and `options`,
+    either of which could name another)."""
+    connection.execute("SET TIME ZONE 'UTC'")
+    connection.commit()

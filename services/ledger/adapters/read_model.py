@@ -19,6 +19,7 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -53,7 +54,10 @@ day_totals = Table(
     Column("balance_after", Numeric, nullable=False),
 )
 
-# How far the updater has read each stream shard; written with the rows it covers.
+# How far the updater has read each stream shard; written with the rows it covers. The
+# next record to read is the one at sequence_number when at_sequence_number, else the one
+# after it (services/updater/positions.py, ShardPosition). sequence_number is NULL only in
+# rows written before migration 0002.
 stream_checkpoints = Table(
     "stream_checkpoints",
     metadata,
@@ -61,11 +65,12 @@ stream_checkpoints = Table(
     Column("shard_id", Text, primary_key=True),
     Column("sequence_number", Text, nullable=True),
     Column("finished", Boolean, nullable=False),
+    Column("at_sequence_number", Boolean, nullable=False, server_default=false()),
 )
 
-# One row: the instant the updater's last committed pass began reading, so every record
-# acknowledged before it is projected (the query service's as_of). The column's name
-# predates that precision.
+# One row: the read model's as_of, an instant before which every acknowledged record is
+# projected (the query service's as_of; services/updater/positions.py, pass_as_of). The
+# column's name predates that precision.
 projection_status = Table(
     "projection_status",
     metadata,

@@ -133,8 +133,9 @@ class PostgresReadStore:
 
 
 def read_model_as_of(connection: Connection) -> datetime | None:
-    """The start of the last completed updater pass: every record acknowledged before it is
-    in the read model. None while no pass has completed."""
+    """An instant before which every acknowledged record is in the read model, as the
+    updater's last completed pass or rebuild claimed it (never more than it read). None
+    while no pass has completed."""
     as_of: datetime | None = connection.execute(_AS_OF).scalar_one_or_none()
     return as_of
 
