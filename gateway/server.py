@@ -14,6 +14,7 @@ def serve(settings: Settings) -> None:
         port=settings.gateway_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        timeout_keep_alive=settings.gateway_keep_alive_seconds,
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips=settings.trusted_proxies,

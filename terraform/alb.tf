@@ -2,6 +2,14 @@
 # only. HTTP is redirected to HTTPS; TLS 1.2 or 1.3 only; targets must pass /readyz (both
 # gRPC backends answer). Access logs go to an S3 bucket.
 
+locals {
+  # The gateway keeps an idle connection open longer than the load balancer does, so the
+  # load balancer always gives up on it first: it never sends a request on a connection the
+  # gateway is closing, which it would answer 502. AWS's rule for targets: keep-alive
+  # timeout above the load balancer's idle timeout.
+  gateway_keep_alive_seconds = var.alb_idle_timeout_seconds + 15
+}
+
 resource "aws_lb" "gateway" {
   name                       = "${var.name}-gateway"
   internal                   = false
@@ -10,7 +18,7 @@ resource "aws_lb" "gateway" {
   security_groups            = [aws_security_group.alb.id]
   drop_invalid_header_fields = true
   enable_deletion_protection = var.deletion_protection
-  idle_timeout               = 60
+  idle_timeout               = var.alb_idle_timeout_seconds
 
   access_logs {
     bucket  = aws_s3_bucket.alb_logs.id

@@ -68,6 +68,8 @@ locals {
         { name = "WALLET_COMMAND_ADDRESS", value = "${local.service_hosts.command}:${local.ports.command}" },
         { name = "WALLET_QUERY_ADDRESS", value = "${local.service_hosts.query}:${local.ports.query}" },
         { name = "WALLET_GATEWAY_DEADLINE_SECONDS", value = tostring(var.gateway_deadline_seconds) },
+        # Above the load balancer's idle timeout (alb.tf).
+        { name = "WALLET_GATEWAY_KEEP_ALIVE_SECONDS", value = tostring(local.gateway_keep_alive_seconds) },
         { name = "WALLET_AUTH_JWKS_URL", value = var.auth_jwks_url },
         { name = "WALLET_AUTH_ISSUER", value = var.auth_issuer },
         { name = "WALLET_AUTH_AUDIENCE", value = var.auth_audience },
@@ -217,6 +219,7 @@ locals {
         { name = "WALLET_DATABASE_HOST", value = aws_rds_cluster.read_model.endpoint },
         { name = "WALLET_DATABASE_PORT", value = tostring(local.ports.database) },
         { name = "WALLET_DATABASE_NAME", value = aws_rds_cluster.read_model.database_name },
+        { name = "WALLET_STREAM_DELIVERY_ALLOWANCE_SECONDS", value = tostring(var.stream_delivery_allowance_seconds) },
         { name = "WALLET_LOG_LEVEL", value = var.log_level },
       ]
       secrets = [

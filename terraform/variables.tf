@@ -74,6 +74,17 @@ variable "gateway_domain_name" {
   default     = ""
 }
 
+variable "alb_idle_timeout_seconds" {
+  description = "Seconds the load balancer keeps an idle connection open. The gateway keeps its own 15 s longer (WALLET_GATEWAY_KEEP_ALIVE_SECONDS), so the load balancer always closes first."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.alb_idle_timeout_seconds >= 1 && var.alb_idle_timeout_seconds <= 4000
+    error_message = "alb_idle_timeout_seconds: 1 to 4000 seconds (the load balancer's bounds)."
+  }
+}
+
 variable "alb_ingress_cidrs" {
   description = "IPv4 ranges allowed to reach the load balancer."
   type        = list(string)
@@ -184,6 +195,12 @@ variable "updater_schedule" {
     condition     = can(regex("^(rate|cron|at)\\(.+\\)$", var.updater_schedule))
     error_message = "updater_schedule: a rate(...), cron(...) or at(...) expression."
   }
+}
+
+variable "stream_delivery_allowance_seconds" {
+  description = "WALLET_STREAM_DELIVERY_ALLOWANCE_SECONDS of the updater: how long DynamoDB Streams may take to show an acknowledged write (a pass that found a shard quiet dates the read model this much before it listed the shards)."
+  type        = number
+  default     = 5
 }
 
 variable "task_size" {

@@ -19,6 +19,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
+# How long DynamoDB Streams may take to show an acknowledged write: a pass that found a
+# shard quiet claims as_of this much before it listed the shards (services/updater/
+# positions.py, pass_as_of). AWS documents stream records as written "in near-real time"
+# and publishes no bound; 5 s is several times the usual sub-second delay, and costs a
+# quiet table's as_of 5 s of age (a pass that reads into records newer than its start
+# needs no allowance). DynamoDB Local shows a write in its stream by the time it
+# acknowledges it: 0 is exact there.
+STREAM_DELIVERY_ALLOWANCE_SECONDS = 5.0
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WALLET_")
@@ -33,6 +42,11 @@ class Settings(BaseSettings):
     command_address: str = "127.0.0.1:50051"
     query_address: str = "127.0.0.1:50052"
     gateway_deadline_seconds: float = Field(default=10.0, gt=0)
+    # How long the gateway keeps an idle HTTP connection open. It must outlast the idle
+    # timeout of whatever reuses its connections (the AWS load balancer's is 60 s): a peer
+    # that sends on a connection the gateway is just closing gets an error (from the load
+    # balancer, a 502).
+    gateway_keep_alive_seconds: int = Field(default=75, ge=1)
     grpc_workers: int = Field(default=64, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
@@ -47,7 +61,8 @@ class Settings(BaseSettings):
     # Per client at the gateway, in `limits` notation ("100/second;2000/minute"), or "disabled".
     rate_limit: str = "100/second"
     # Peers whose X-Forwarded-For the gateway believes (the client address it rate-limits);
-    # "*" where only the load balancer can reach it.
+    # on AWS the VPC's CIDR ranges. Never "*" behind a public load balancer: uvicorn then
+    # takes the leftmost entry, which the client writes itself.
     trusted_proxies: str = "127.0.0.1"
     # Requests are a few hundred bytes; larger ones are refused before they are parsed.
     grpc_max_receive_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -71,6 +86,9 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=8, ge=1)
     dev_dir: Path = PROJECT_ROOT / ".wallet-dev"
     updater_interval_seconds: float = Field(default=0.5, gt=0)
+    stream_delivery_allowance_seconds: float = Field(
+        default=STREAM_DELIVERY_ALLOWANCE_SECONDS, ge=0
+    )
     # Testing only: the updater SIGKILLs itself after writing rows, before committing.
     updater_kill_before_commit: bool = False
 

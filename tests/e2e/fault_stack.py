@@ -46,7 +46,12 @@ from tests.e2e.processes import (
     tail,
     wallet_command,
 )
-from tests.e2e.stack import PROBLEM_JSON, record_json, wait_for_projection
+from tests.e2e.stack import (
+    CLIENT_KEEPALIVE_EXPIRY,
+    PROBLEM_JSON,
+    record_json,
+    wait_for_projection,
+)
 from tests.history_oracle import exact_sum
 
 # Bounds for waits on a small shared machine; they time nothing.
@@ -59,6 +64,13 @@ READY_TIMEOUT = 90.0
 RUN_TIMEOUT = 120.0
 WAIT_TIMEOUT = 60.0
 UPDATER_INTERVAL_SECONDS = "0.2"
+# Refusals that ask the client to send the same deposit again: 503, the command service
+# could not take it now; 504, the gateway stopped waiting for it (a loaded machine, a store
+# that answers slowly, or not at all within the command service's DynamoDB timeouts and
+# retries), which the command service may still have stored: the retry then replays it.
+RETRYABLE_STATUSES = (503, 504)
+# Of those, the ones the gateway sends with a Retry-After (gateway/problems.py).
+RETRY_AFTER_STATUSES = (503, 504)
 # Deposits are in the past (never "in the future") and span two hours of several buckets.
 FIRST_HOUR = datetime(2023, 6, 1, 8, tzinfo=UTC)
 HOURS = 2
@@ -417,11 +429,17 @@ class Attempt:
     @property
     def clean_refusal(self) -> bool:
         """503 as application/problem+json with Retry-After: "not now, retry"."""
+        return self.status == 503 and self.retryable_refusal
+
+    @property
+    def retryable_refusal(self) -> bool:
+        """503 or 504 as application/problem+json (with Retry-After where the gateway sends
+        one): "not now, retry with the same key"."""
         return (
-            self.status == 503
+            self.status in RETRYABLE_STATUSES
             and self.content_type == PROBLEM_JSON
-            and self.retry_after is not None
-            and self.problem_status == 503
+            and self.problem_status == self.status
+            and (self.retry_after is not None or self.status not in RETRY_AFTER_STATUSES)
         )
 
     def describe(self) -> str:
@@ -495,7 +513,9 @@ class DepositLoad:
 
     async def _all_clients(self) -> None:
         limits = httpx.Limits(
-            max_connections=self._clients, max_keepalive_connections=self._clients
+            max_connections=self._clients,
+            max_keepalive_connections=self._clients,
+            keepalive_expiry=CLIENT_KEEPALIVE_EXPIRY,
         )
         async with httpx.AsyncClient(
             base_url=self._base_url, timeout=HTTP_TIMEOUT, limits=limits, headers=bearer_header()
@@ -553,11 +573,24 @@ async def post_deposit(client: httpx.AsyncClient, deposit: Deposit) -> Attempt:
     )
 
 
+def post_once(base_url: str, deposit: Deposit) -> Attempt:
+    """One POST of the deposit through the gateway at `base_url`, on a client of its own."""
+
+    async def post() -> Attempt:
+        async with httpx.AsyncClient(
+            base_url=base_url, timeout=HTTP_TIMEOUT, headers=bearer_header()
+        ) as client:
+            return await post_deposit(client, deposit)
+
+    return asyncio.run(post())
+
+
 def post_until_acknowledged(
     client: httpx.Client, deposit: Deposit, timeout: float = WAIT_TIMEOUT
 ) -> httpx.Response:
-    """Posts the deposit (same key) until 200/201; fails on anything but a clean 503 or a
-    refused connection (a restarted service is not reachable at once)."""
+    """Posts the deposit (same key) until 200/201; fails on anything but a retryable refusal
+    (RETRYABLE_STATUSES) or a refused connection (a restarted service is not reachable at
+    once)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -571,7 +604,11 @@ def post_until_acknowledged(
         if response is not None and response.status_code in (200, 201):
             return response
         if response is not None:
-            assert response.status_code == 503, (deposit.key, response.status_code, response.text)
+            assert response.status_code in RETRYABLE_STATUSES, (
+                deposit.key,
+                response.status_code,
+                response.text,
+            )
         assert time.monotonic() < deadline, f"{deposit.key} not acknowledged in {timeout} s"
         time.sleep(0.2)
 

@@ -45,6 +45,11 @@ HTTP_TIMEOUT = 30.0
 UPDATER_INTERVAL_SECONDS = "0.2"
 PROBLEM_JSON = "application/problem+json"
 TABLE_NAME: str = Settings.model_fields["table_name"].default  # what `wallet dev` uses
+# How long the tests' client pools keep an idle connection: well below the gateway's
+# keep-alive, as the load balancer's idle timeout is on AWS. A pool that kept connections as
+# long as the gateway would now and then send a request on one the gateway is closing and
+# fail (HTTP/1.1's own race; tests/e2e/test_gateway_keep_alive.py).
+CLIENT_KEEPALIVE_EXPIRY = Settings.model_fields["gateway_keep_alive_seconds"].default / 2
 
 
 def describe(processes: list[psutil.Process]) -> list[str]:

@@ -1,12 +1,20 @@
 """DynamoDB Local SIGKILLed in the middle of a 32-client deposit load through the gateway,
 then started again on the same port and data folder.
 
-While it is down the gateway answers 503 (problem+json, Retry-After), never 500. Clients
-retry each refused deposit with its Idempotency-Key until it is acknowledged: a deposit the
-dead emulator had committed before its answer was lost comes back as a replay, never as a
-second record. Afterwards every key is in the table exactly once, no record lacks its
-aggregate increment or the other way round (`wallet reconcile --records` is clean), and the
-updater that kept running throughout brings the read model to the exact sums.
+Every answer is an acknowledgement or a retryable refusal, never a 500 or a dropped
+connection: 503 (problem+json, Retry-After) when the command service finds DynamoDB
+unreachable, or 504 (problem+json) when the gateway's deadline passes first. The command
+service's DynamoDB client may take longer than that deadline (three attempts with 1 s
+connect and 5 s read timeouts, and backoff), and so may a deposit on a loaded machine: each
+takes 1.5 to 2.5 s here on an idle one, against the stack's 5 s deadline. After a 504 the
+command service may still store the deposit.
+
+Clients retry each refused deposit with its Idempotency-Key until it is acknowledged: a
+deposit stored before its answer was lost (the dead emulator's, or a 504's) comes back as a
+replay, never as a second record. Afterwards every key is in the table exactly once, no
+record lacks its aggregate increment or the other way round (`wallet reconcile --records` is
+clean), and the updater that kept running throughout brings the read model to the exact
+sums.
 
 Two things about the emulator, measured on DynamoDB Local 2026-01-16 with -dbPath:
 
@@ -25,10 +33,12 @@ import itertools
 import os
 import signal
 import time
+from decimal import Decimal
 
 from services.ledger.adapters.ledger_table import ensure_table
 from services.local.dynamodb_local import DynamoDBLocal
 from tests.e2e.fault_stack import (
+    RETRYABLE_STATUSES,
     WAIT_TIMEOUT,
     Attempt,
     Deposit,
@@ -43,6 +53,7 @@ from tests.e2e.fault_stack import (
     caught_up_and_equal,
     deposits,
     describe_exit,
+    post_once,
     post_until_acknowledged,
     wait_until,
 )
@@ -57,6 +68,9 @@ WALLETS = 4
 # Acknowledged deposits before the kill, and refusals seen before the restart.
 BEFORE_KILL = 64
 REFUSALS_WHILE_DOWN = 16
+# Bounds the load and the emulator's restart on a small shared machine; they time nothing.
+LOAD_TIMEOUT = 300.0
+RESTART_TIMEOUT = 120.0
 
 
 def lost_by_the_emulator(
@@ -86,7 +100,9 @@ def test_dynamodb_killed_mid_load_and_restarted_loses_and_doubles_nothing(
     stack = fault_stack(dynamodb, table_name, database_url)
     wallets = [new_wallet("ddb-kill") for _ in range(WALLETS)]
     jobs = list(itertools.islice(deposits("ddb-kill", wallets, seed=61), DEPOSITS))
-    load = DepositLoad(stack.base_url, jobs, clients=CLIENTS, on_failure="retry")
+    load = DepositLoad(
+        stack.base_url, jobs, clients=CLIENTS, on_failure="retry", give_up_after=LOAD_TIMEOUT
+    )
 
     wait_until(
         lambda: load.count(lambda a: a.acknowledged) >= BEFORE_KILL,
@@ -107,14 +123,17 @@ def test_dynamodb_killed_mid_load_and_restarted_loses_and_doubles_nothing(
         WAIT_TIMEOUT,
     )
     dynamodb.stop()  # reaps the killed process
-    dynamodb.start()
+    dynamodb.start(timeout=RESTART_TIMEOUT)
     restarted_at = time.monotonic()
-    attempts = load.join()
+    attempts = load.join(timeout=LOAD_TIMEOUT)
 
-    # While it was down: clean 503s only (no 500, no hang, no dropped connection).
+    # Every failure a retryable refusal (no 500, no hang, no dropped connection).
     failed = [a for a in attempts if not a.acknowledged]
-    unclean = [a.describe() for a in failed if not a.clean_refusal]
-    assert not unclean, f"{len(unclean)} failures other than a clean 503: {unclean[:5]}"
+    unclean = [a.describe() for a in failed if not a.retryable_refusal]
+    assert not unclean, (
+        f"{len(unclean)} failures other than a retryable {RETRYABLE_STATUSES} problem: "
+        f"{unclean[:5]}"
+    )
     assert any(killed_at < a.started and a.ended < restarted_at for a in failed)
     # Every deposit was acknowledged in the end, with its amount, created at most once, and
     # a replay only after an attempt that failed.
@@ -139,3 +158,43 @@ def test_dynamodb_killed_mid_load_and_restarted_loses_and_doubles_nothing(
     assert_reconciled(stack)
     if lost:
         print(f"DynamoDB Local lost {len(lost)} acknowledged deposit(s): {lost}")
+
+
+def test_dynamodb_hanging_past_the_deadline_gets_a_504_and_the_retry_replays_the_store(
+    restartable_dynamodb: DynamoDBLocal, database_url: str, fault_stack: StartFaultStack
+) -> None:
+    """DynamoDB Local stopped (SIGSTOP: connections open, no answers) for longer than the
+    gateway's deadline: the gateway answers 504, a retryable problem. The command service's
+    DynamoDB client is still waiting, so once the store answers again the deposit is stored
+    after all; the client's retry with the same key then gets that record as a replay (200),
+    and the table holds it once."""
+    dynamodb = restartable_dynamodb
+    table_name = "ledger-fault-dynamodb-hang"
+    ensure_table(local_client(dynamodb), table_name)
+    stack = fault_stack(dynamodb, table_name, database_url)
+    first, hung = itertools.islice(deposits("ddb-hang", [new_wallet("ddb-hang")], seed=62), 2)
+    assert post_once(stack.base_url, first).status == 201  # connections open, code warm
+    java = dynamodb.pid
+    assert java is not None
+
+    os.kill(java, signal.SIGSTOP)
+    try:
+        refused = post_once(stack.base_url, hung)
+    finally:
+        os.kill(java, signal.SIGCONT)
+
+    assert refused.status == 504, refused.describe()
+    assert refused.retryable_refusal, refused.describe()
+    wait_until(
+        lambda: hung.key in stack.contents().record_amounts(),
+        lambda: f"{hung.key} not stored after the store came back",
+        WAIT_TIMEOUT,
+    )
+    with stack.client() as client:
+        again = post_until_acknowledged(client, hung)
+    assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (200, "true"), (
+        again.status_code,
+        again.text,
+    )
+    assert Decimal(again.json()["amount"]) == hung.amount
+    assert_table_holds_exactly(stack.contents(), [first, hung], [refused])

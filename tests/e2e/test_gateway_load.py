@@ -14,6 +14,7 @@ import httpx
 
 from tests.auth_support import bearer_header
 from tests.e2e.stack import (
+    CLIENT_KEEPALIVE_EXPIRY,
     HTTP_TIMEOUT,
     DevStack,
     new_wallet,
@@ -69,7 +70,11 @@ async def send_all(base_url: str, wallet: str, jobs: list[Deposit]) -> list[Answ
     for job in jobs:
         queue.put_nowait(job)
     answers: list[Answer] = []
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    limits = httpx.Limits(
+        max_connections=CLIENTS,
+        max_keepalive_connections=CLIENTS,
+        keepalive_expiry=CLIENT_KEEPALIVE_EXPIRY,
+    )
 
     async with httpx.AsyncClient(
         base_url=base_url, timeout=HTTP_TIMEOUT, limits=limits, headers=bearer_header()

@@ -5,6 +5,7 @@
   credentials through `secrets`, and every setting is either deployed or said not to be;
 - the ports equal the defaults in Settings, wherever terraform uses them; metrics are open
   to the scrapers' security groups only, and the load balancer keeps /metrics to itself;
+- the gateway keeps idle connections open longer than the load balancer does;
 - each task role allows exactly the DynamoDB actions of its process (the DYNAMODB_ACTIONS
   tuples next to the calls), and those tuples cover every call the code makes;
 - the tasks run the `wallet` subcommands the CLI has, with the image's health check.
@@ -56,6 +57,7 @@ PROCESS_SETTINGS: dict[str, set[str]] = {
         "command_address",
         "query_address",
         "gateway_deadline_seconds",
+        "gateway_keep_alive_seconds",
         "shutdown_grace_seconds",
         "log_level",
         *_AUTH,
@@ -86,7 +88,7 @@ PROCESS_SETTINGS: dict[str, set[str]] = {
         "shutdown_grace_seconds",
         "log_level",
     },
-    "updater": _DATABASE | {"table_name", "log_level"},
+    "updater": _DATABASE | {"table_name", "stream_delivery_allowance_seconds", "log_level"},
     "migrate": _DATABASE,
 }
 # Settings no deployed process needs, and why.
@@ -454,6 +456,66 @@ def test_load_balancer_answers_metrics_itself() -> None:
     assert rule["priority"] == min(other["priority"] for other in rules)
     # Port 80 only redirects to the HTTPS listener, where the rule applies.
     assert _resource("aws_lb_listener", "http")["default_action"][0]["type"] == "redirect"
+
+
+# --- keep-alive ---------------------------------------------------------------------------
+
+# The load balancer's bounds of its idle timeout, in seconds.
+_ALB_IDLE_TIMEOUT_BOUNDS = (1, 4000)
+_REFERENCE = re.compile(r"\b(var|local)\.(\w+)\b")
+
+
+def _integer(expression: Any, variables: dict[str, Any]) -> int:
+    """An integer terraform expression (numbers, + and -, variables, locals, tostring()),
+    with `variables` as the variables' values."""
+    if isinstance(expression, int):
+        return expression
+    text = re.sub(r"^tostring\((.*)\)$", r"\1", expression.removeprefix("${").removesuffix("}"))
+
+    def value(match: re.Match[str]) -> str:
+        kind, name = match[1], match[2]
+        return str(variables[name] if kind == "var" else _integer(_local(name), variables))
+
+    return _sum(ast.parse(_REFERENCE.sub(lambda match: f"({value(match)})", text), mode="eval"))
+
+
+def _sum(node: ast.AST) -> int:
+    if isinstance(node, ast.Expression):
+        return _sum(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _sum(node.left) + _sum(node.right)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
+        return _sum(node.left) - _sum(node.right)
+    raise AssertionError(f"not an integer sum: {ast.unparse(node)}")
+
+
+@pytest.mark.parametrize(
+    "idle_timeout",
+    [
+        _ALB_IDLE_TIMEOUT_BOUNDS[0],
+        _default("alb_idle_timeout_seconds"),
+        _ALB_IDLE_TIMEOUT_BOUNDS[1],
+    ],
+)
+def test_gateway_keeps_idle_connections_longer_than_the_load_balancer(idle_timeout: int) -> None:
+    """Were the gateway to close an idle connection first, the load balancer could send a
+    request on it just as it closes, and answer that request 502. Both timeouts follow the
+    one variable, so the rule must hold for whatever value it is given."""
+    variables = {name: body.get("default") for name, body in _terraform()["variable"].items()}
+    variables["alb_idle_timeout_seconds"] = idle_timeout
+    balancer = _integer(_resource("aws_lb", "gateway")["idle_timeout"], variables)
+    setting = _environment("gateway")[_env_name("gateway_keep_alive_seconds")]
+    assert balancer == idle_timeout
+    assert _integer(setting, variables) > balancer
+
+
+def test_gateway_default_keep_alive_outlasts_the_load_balancer() -> None:
+    """A gateway started without the setting keeps connections longer than the load
+    balancer's default idle timeout too."""
+    default = Settings.model_fields["gateway_keep_alive_seconds"].default
+    assert default > _default("alb_idle_timeout_seconds")
 
 
 # --- IAM -----------------------------------------------------------------------------------
