@@ -7,7 +7,6 @@ import grpc
 
 from services.ledger.adapters.write_store import (
     StoreContended,
-    StoreRefused,
     StoreUnavailable,
     WriteStore,
 )
@@ -61,10 +60,6 @@ class WalletCommandServicer(command_pb2_grpc.WalletCommandServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, "the ledger store is unavailable; retry")
         except StoreContended:
             context.abort(grpc.StatusCode.ABORTED, "too many concurrent writes; retry")
-        except StoreRefused as error:
-            abort_invalid(
-                context, InvalidInput.single(error.field, "was refused by the ledger store")
-            )
 
         count_record_outcome(outcome)
         if isinstance(outcome, Conflicting):

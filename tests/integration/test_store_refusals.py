@@ -16,7 +16,6 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from services.ledger.adapters import ledger_table as t
 from services.ledger.domain.buckets import format_instant
 from services.ledger.domain.records import new_deposit
-from services.ledger.grpc_errors import field_violations
 from services.ledger.settings import Settings
 from tests.integration.conftest import Scan, aggregates, deposit_request, records
 from wallet.v1 import command_pb2_grpc
@@ -53,14 +52,16 @@ def seed_full_aggregate(
     return item
 
 
-def test_an_amount_dynamodb_refuses_is_invalid_argument_naming_amount_and_stores_nothing(
+def test_a_write_dynamodb_refuses_is_unavailable_and_stores_nothing(
     command_stub: command_pb2_grpc.WalletCommandStub,
     dynamodb: DynamoDBClient,
     table_name: str,
     settings: Settings,
     scan: Scan,
 ) -> None:
-    """Before the fix, DynamoDB's refusal reached the client as INTERNAL."""
+    """Before the fix, DynamoDB's refusal reached the client as INTERNAL. It is not the
+    client's fault (no valid deposit can make a sum overflow now), so it is not
+    INVALID_ARGUMENT either: the store cannot take the write."""
     seeded = seed_full_aggregate(dynamodb, table_name, settings, "refused")
     before = scan()
 
@@ -69,8 +70,7 @@ def test_an_amount_dynamodb_refuses_is_invalid_argument_naming_amount_and_stores
             deposit_request(request_id="refused", occurred_at=OCCURRED, amount="2")
         )
 
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert list(field_violations(raised.value)) == ["amount"]
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert scan() == before
     assert records(before) == []
     assert aggregates(before) == [seeded]

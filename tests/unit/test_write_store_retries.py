@@ -13,7 +13,6 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from services.ledger.adapters.write_store import (
     DynamoWriteStore,
     StoreContended,
-    StoreRefused,
     StoreUnavailable,
     stored_record_from_item,
 )
@@ -245,14 +244,14 @@ def test_other_client_errors_are_not_disguised_as_unavailable(code: str) -> None
         ),
     ],
 )
-def test_dynamodb_refusing_the_input_is_store_refused_at_once(error: Exception) -> None:
+def test_dynamodb_refusing_the_request_is_store_unavailable_at_once(error: Exception) -> None:
     """Before: the ValidationException reached the servicer as itself (INTERNAL), and a
-    ValidationError cancellation as a RuntimeError (INTERNAL). A refusal is final: no retry,
-    and the failed call wrote nothing."""
+    ValidationError cancellation as a RuntimeError (INTERNAL). No valid deposit is refused
+    (sums cannot overflow), so a refusal is the table's or the code's fault, not the
+    client's: unavailable, not retried, and the failed call wrote nothing."""
     client, sleep = ScriptedClient([error]), RecordingSleep()
-    with pytest.raises(StoreRefused) as raised:
+    with pytest.raises(StoreUnavailable):
         make_store(client, sleep).record(DEPOSIT)
-    assert raised.value.field == "amount"
     assert len(client.calls) == 1
     assert sleep.delays == []
 

@@ -74,14 +74,6 @@ class StoreContended(Exception):
     """The transaction kept conflicting with concurrent ones past the retry budget."""
 
 
-class StoreRefused(Exception):
-    """DynamoDB refused a value of the deposit (a ValidationException, or the transaction
-    cancelled for a ValidationError); nothing was written, and a retry gets the same answer.
-    Amounts are validated and aggregate sums cannot overflow, so the value is the amount."""
-
-    field = "amount"
-
-
 class WriteStore(Protocol):
     def record(self, deposit: Deposit) -> RecordOutcome: ...
 
@@ -196,8 +188,8 @@ class DynamoWriteStore:
     def record(self, deposit: Deposit) -> RecordOutcome:
         """Stores the deposit once. Retries transaction conflicts with capped, jittered
         exponential backoff; raises StoreContended when they persist, StoreUnavailable when
-        DynamoDB cannot take the write or its outcome stays unknown, and StoreRefused when
-        DynamoDB refuses the deposit's values. Whatever it raises, nothing was written that
+        DynamoDB cannot take the write, refuses it as malformed, or its outcome stays unknown.
+        Whatever it raises, nothing was written that
         a retry with the same request id would count twice."""
         recorded_at = self._clock()
         items = record_transaction_items(
@@ -291,8 +283,11 @@ def _unavailable_refused_or_bug(error: ClientError) -> Exception:
     return error
 
 
-def _refused(message: str) -> StoreRefused:
-    # Logged, because the client only learns that its amount was refused: should a bug in
-    # this adapter ever make DynamoDB refuse a request, the log says what DynamoDB said.
-    log.warning("%s", message)
-    return StoreRefused(message)
+def _refused(message: str) -> StoreUnavailable:
+    """DynamoDB refused the request as malformed (ValidationException, or a cancellation for
+    ValidationError). Amounts are validated and aggregate sums cannot overflow, so no valid
+    deposit is refused: the table does not match this code (another key schema, an item of
+    an older format) or the code has a bug. The store is then unavailable for the deposit,
+    not the client at fault; logged as an error with what DynamoDB said, for the operator."""
+    log.error("%s", message)
+    return StoreUnavailable(message)
