@@ -15,12 +15,17 @@ from starlette.datastructures import Headers
 
 from gateway.problems import Problem
 from services.ledger.domain.errors import InvalidInput
-from services.ledger.domain.ids import MAX_REQUEST_ID_LENGTH, parse_request_id
+from services.ledger.domain.ids import MAX_REQUEST_ID_LENGTH, REQUEST_ID_PATTERN, parse_request_id
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 _STATE = "idempotency_key"
-_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_REQUEST_ID_LENGTH}
+_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_REQUEST_ID_LENGTH,
+    "pattern": f"^{REQUEST_ID_PATTERN.pattern}$",
+}
 
 # OpenAPI: the request header of a deposit, and the response header of its every answer.
 KEY_PARAMETER: dict[str, Any] = {
@@ -55,13 +60,16 @@ REPLAYED_HEADER: dict[str, Any] = {
 
 
 def request_key(headers: Headers) -> str:
-    """The Idempotency-Key sent (it must be valid, else a 400 problem naming the header),
-    else a new random key: nothing else in a request is a key. A trace id is not, since
+    """The Idempotency-Key sent (it must be valid and sent once, else a 400 problem naming
+    the header), else a new random key: nothing else in a request is a key. A trace id is not, since
     every call of one distributed trace shares its Root=, and two deposits in one trace
     would collapse into one."""
-    if IDEMPOTENCY_KEY in headers:
+    sent = headers.getlist(IDEMPOTENCY_KEY)
+    if len(sent) > 1:  # which one the client meant is unknowable; a proxy may merge them
+        raise Problem(400, f"send one {IDEMPOTENCY_KEY}", errors={IDEMPOTENCY_KEY: "sent twice"})
+    if sent:
         try:
-            return parse_request_id(headers[IDEMPOTENCY_KEY], IDEMPOTENCY_KEY)
+            return parse_request_id(sent[0], IDEMPOTENCY_KEY)
         except InvalidInput as error:
             raise Problem.from_invalid(error) from error
     return str(uuid.uuid4())

@@ -21,6 +21,15 @@ def test_an_invalid_idempotency_key_is_refused_naming_the_header() -> None:
     assert list(raised.value.errors) == ["Idempotency-Key"]
 
 
+def test_a_key_sent_twice_is_refused_rather_than_one_picked() -> None:
+    """A proxy may merge the two into "a, b", which would be a new deposit's key."""
+    headers = Headers(raw=[(b"idempotency-key", b"a"), (b"idempotency-key", b"b")])
+    with pytest.raises(Problem) as raised:
+        request_key(headers)
+    assert raised.value.status == 400
+    assert list(raised.value.errors) == ["Idempotency-Key"]
+
+
 def test_two_deposits_of_one_trace_get_two_keys() -> None:
     """Every call of one distributed trace shares its Root=: a key taken from it would
     record the second deposit of a trace as a replay of the first (finding 1)."""

@@ -65,7 +65,7 @@ def test_any_wallet_id_with_a_foreign_character_is_rejected(
         "k",
         "r" * 255,
         "with spaces inside",
-        PRINTABLE_ASCII,
+        PRINTABLE_ASCII.strip(),
         "Root=1-67891233-abcdef012345678912345678",  # an X-Amzn-Trace-Id
         "550e8400-e29b-41d4-a716-446655440000",
     ],
@@ -86,6 +86,10 @@ def test_request_id_accepted(request_id: str) -> None:
         pytest.param("a\x7f", id="delete"),
         pytest.param("kéy", id="non-ascii"),
         pytest.param("k\u200b", id="zero-width space"),
+        # HTTP drops these from a header: the key could never be replayed over HTTP.
+        pytest.param(" k", id="leading space"),
+        pytest.param("k ", id="trailing space"),
+        pytest.param(" ", id="space"),
     ],
 )
 def test_request_id_rejected(request_id: str) -> None:
@@ -95,7 +99,7 @@ def test_request_id_rejected(request_id: str) -> None:
 
 
 @settings(deadline=None)
-@given(st.text(alphabet=PRINTABLE_ASCII, min_size=1, max_size=255))
+@given(st.text(alphabet=PRINTABLE_ASCII, min_size=1, max_size=255).filter(lambda s: s == s.strip()))
 def test_any_printable_ascii_request_id_is_accepted(request_id: str) -> None:
     assert parse_request_id(request_id) == request_id
 
