@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 EXIT_CANNOT_LISTEN = 2  # as `wallet serve` exits when its port is taken
 EXIT_CHECKPOINT_LOST = 3
+# A rebuild is asked for because the read model is wrong: not doing it is no success.
+EXIT_REBUILD_LOCKED_OUT = 4
 
 
 def _kill_self() -> None:
@@ -44,7 +46,14 @@ def run_updater(
         delivery_allowance=timedelta(seconds=settings.stream_delivery_allowance_seconds),
     )
     with store.exclusive() as locked:
-        if not locked:
+        if not locked and rebuild:
+            print(
+                "another updater is running; nothing was rebuilt: stop it, then run "
+                "`wallet update --rebuild` again",
+                file=sys.stderr,
+            )
+            return EXIT_REBUILD_LOCKED_OUT
+        if not locked:  # a scheduled pass overlapping a running one: that one does the work
             print("another updater is running; nothing to do", file=sys.stderr)
             return 0
         try:

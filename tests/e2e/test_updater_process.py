@@ -230,6 +230,24 @@ def test_an_updater_finding_the_lock_taken_exits_cleanly_and_writes_nothing(
     assert read_model(database_url).is_empty()
 
 
+def test_a_rebuild_finding_the_lock_taken_fails_saying_nothing_was_rebuilt(
+    updaters: Updaters, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    """An operator told to rebuild (exit 3) must not read exit 0 as a rebuild done."""
+    write_deposits(dynamodb, table_name, make_deposits(20, prefix="rebuild-locked-out"))
+    engine = create_database_engine(database_url, pool_size=1)
+    try:
+        with ProjectionStore(engine).exclusive() as locked:
+            assert locked
+            finished = updaters.start(database_url, "--rebuild").wait()
+    finally:
+        engine.dispose()
+
+    assert finished.returncode == 4, finished.describe()
+    assert "nothing was rebuilt" in finished.stderr, finished.describe()
+    assert read_model(database_url).is_empty()
+
+
 def test_rebuild_into_an_empty_database_equals_the_stream_built_read_model(
     updaters: Updaters,
     dynamodb: DynamoDBClient,
