@@ -77,7 +77,7 @@ def test_an_item_without_the_parts_is_an_error_not_zero() -> None:
     """An aggregate item always holds both parts; reading one without them as 0 would lose
     its money silently."""
     with pytest.raises(KeyError):
-        t.aggregate_amount({t.AMOUNT: {"N": "1.1"}})
+        t.aggregate_amount({t.RECORD_COUNT: {"N": "1"}})
 
 
 # Every valid amount: whole and atto parts, not both zero.
@@ -106,3 +106,10 @@ def test_any_list_of_valid_amounts_sums_exactly(amounts: list[Decimal]) -> None:
     decoded = t.aggregate_amount(added(amounts))
     assert decoded == expected
     assert format_amount(decoded) == format_amount(expected)
+
+
+def test_an_aggregate_of_the_earlier_single_amount_format_is_refused_saying_so() -> None:
+    """Read as 0 or as a KeyError, the earlier format's sums were lost without a word."""
+    item = {t.PARTITION_KEY: {"S": "AGGREGATE#w#2024-01-01T00:00:00Z#0"}, t.AMOUNT: {"N": "3"}}
+    with pytest.raises(t.OlderTableFormat, match="earlier version"):
+        t.aggregate_amount(item)

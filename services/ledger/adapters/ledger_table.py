@@ -92,10 +92,22 @@ def aggregate_amount_parts(amount: Decimal) -> tuple[int, int]:
     return divmod(int(scaled), ATTO_PER_UNIT)
 
 
+class OlderTableFormat(Exception):
+    """An item written before record keys held the wallet and sums two attributes. No table
+    of that format was ever deployed, so there is no migration: such a table is refused."""
+
+
 def aggregate_amount(item: dict[str, Any]) -> Decimal:
     """The exact running sum an aggregate item (or its stream image) holds, in canonical
     form: whole + atto / 10^18, carried here because the atto-units ADDed may exceed 10^18.
-    The one reader of the two attributes; an item without them raises KeyError."""
+    The one reader of the two attributes; an item without them raises KeyError, and one
+    of the earlier single-attribute format raises OlderTableFormat."""
+    if AMOUNT_WHOLE not in item and AMOUNT in item:
+        raise OlderTableFormat(
+            f"aggregate item {item.get(PARTITION_KEY, {}).get('S')} holds a single `amount`: "
+            "the table was written by an earlier version of the ledger, whose keys and sums "
+            "this one does not read; start from a new table (locally: delete .wallet-dev)"
+        )
     whole = _integer(item[AMOUNT_WHOLE]["N"])
     atto = _integer(item[AMOUNT_ATTO]["N"])
     with exact_arithmetic():
