@@ -109,7 +109,13 @@ class GrpcService:
         self.server = grpc.server(
             self._executor,
             interceptors=[CallLogInterceptor(), *interceptors],
-            options=[("grpc.max_receive_message_length", max_receive_bytes)],
+            options=[
+                ("grpc.max_receive_message_length", max_receive_bytes),
+                # grpcio sets SO_REUSEPORT by default: a second service started on a taken
+                # port would bind it too and take a share of the calls, old and new code
+                # serving side by side; without it the second one fails to start.
+                ("grpc.so_reuseport", 0),
+            ],
             maximum_concurrent_rpcs=max_concurrent_rpcs,
         )
         add_servicers(self.server)

@@ -1,0 +1,15 @@
+"""A service never shares its port with another one."""
+
+import pytest
+
+from services.command import server as command_server
+from services.ledger.grpc_server import GrpcService
+from services.ledger.settings import Settings
+
+
+def test_a_second_service_on_a_taken_port_fails_to_start(
+    command_service: GrpcService, settings: Settings
+) -> None:
+    """grpcio's default SO_REUSEPORT let both bind and split the calls between them."""
+    with pytest.raises(OSError, match="in use"):
+        command_server.build(settings, port=command_service.port)
