@@ -22,21 +22,13 @@ _RECORD_FIELDS = {"occurred_at": "datetime", "request_id": IDEMPOTENCY_KEY}
 _HISTORY_FIELDS = {"time_zone": "tz"}
 
 
-def parse_request_datetime(text: str, field: str) -> datetime:
+def parse_request_datetime(text: str, field: str, *, round_up: bool = False) -> datetime:
     """An RFC 3339 field of a request, or a 400 problem naming it. Digits beyond
-    microseconds are truncated, as the gRPC services truncate a Timestamp's nanoseconds."""
-    try:
-        return parse_rfc3339(text, field)
-    except InvalidInput as error:
-        raise Problem.from_invalid(error) from error
-
-
-def parse_range_start(text: str, field: str) -> datetime:
-    """The start of a requested range, or a 400 problem naming it. Digits beyond
-    microseconds round up, as the query service rounds a Timestamp's start: a start of
+    microseconds are truncated, as the gRPC services truncate a Timestamp's nanoseconds, or
+    with `round_up` rounded up, as the query service rounds a range's start: a start of
     00:00:00.0000001 must not let the 00:00 point in."""
     try:
-        return parse_rfc3339(text, field, round_up=True)
+        return parse_rfc3339(text, field, round_up=round_up)
     except InvalidInput as error:
         raise Problem.from_invalid(error) from error
 

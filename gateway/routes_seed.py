@@ -101,7 +101,9 @@ async def seed_search(request: Request, backends: BackendsDep, caller: SeedCalle
         _RANGE_FIELDS[0],
     )
     only_fields(body, (start_field, end_field))
-    start = calls.parse_range_start(required_text(body, start_field), start_field)
+    start = calls.parse_request_datetime(
+        required_text(body, start_field), start_field, round_up=True
+    )
     end = calls.parse_request_datetime(required_text(body, end_field), end_field)
     if start > end:
         raise Problem(400, f"{start_field} must not be after {end_field}")

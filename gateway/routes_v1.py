@@ -132,7 +132,7 @@ async def history(
         backends,
         caller,
         wallet_id,
-        calls.parse_range_start(start, "start"),
+        calls.parse_request_datetime(start, "start", round_up=True),
         calls.parse_request_datetime(end, "end"),
         tz,
     )
