@@ -53,6 +53,7 @@ from tests.e2e.stack import (
     wait_for_projection,
 )
 from tests.history_oracle import exact_sum
+from tests.waiting import wait_until
 
 # Bounds for waits on a small shared machine; they time nothing.
 GRACE_SECONDS = 5.0
@@ -74,15 +75,6 @@ RETRY_AFTER_STATUSES = (503, 504)
 # Deposits are in the past (never "in the future") and span two hours of several buckets.
 FIRST_HOUR = datetime(2023, 6, 1, 8, tzinfo=UTC)
 HOURS = 2
-
-
-def wait_until(condition: Callable[[], bool], what: Callable[[], str], timeout: float) -> None:
-    """Polls `condition` until true; fails with what() after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what()}")
-        time.sleep(0.05)
 
 
 @dataclass

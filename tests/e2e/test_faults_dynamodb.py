@@ -55,10 +55,10 @@ from tests.e2e.fault_stack import (
     describe_exit,
     post_once,
     post_until_acknowledged,
-    wait_until,
 )
 from tests.e2e.processes import local_client
 from tests.e2e.stack import new_wallet
+from tests.waiting import wait_until
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]
 

@@ -38,9 +38,9 @@ from tests.e2e.fault_stack import (
     read_balance,
     read_history,
     sigterm,
-    wait_until,
 )
 from tests.e2e.stack import PROBLEM_JSON, new_wallet
+from tests.waiting import wait_until
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]
 

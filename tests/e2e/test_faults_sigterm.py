@@ -40,10 +40,10 @@ from tests.e2e.fault_stack import (
     deposits,
     post_until_acknowledged,
     sigterm,
-    wait_until,
 )
 from tests.e2e.processes import RECORD_METHOD
 from tests.e2e.stack import new_wallet
+from tests.waiting import wait_until
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]
 

@@ -36,9 +36,9 @@ from tests.e2e.fault_stack import (
     read_balance,
     sigkill,
     updater_lock_holders,
-    wait_until,
 )
 from tests.e2e.stack import new_wallet, read_as_of
+from tests.waiting import wait_until
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]
 

@@ -29,8 +29,8 @@ import pytest
 
 from services.ledger.settings import Settings
 from services.local.dynamodb_local import free_port
-from tests.e2e.fault_stack import wait_until
 from tests.e2e.processes import WalletProcess, child_env, tail
+from tests.waiting import wait_until
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0

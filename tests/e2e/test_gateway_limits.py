@@ -2,7 +2,6 @@
 misconfigured: real `wallet serve` processes over real sockets."""
 
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import pytest
 from services.local.dynamodb_local import LOCAL_AWS_ENV, free_port
 from tests.auth_support import bearer_header, token_for
 from tests.e2e.processes import WalletProcess, child_env, wallet_command
-from tests.e2e.stack import HTTP_TIMEOUT, PROBLEM_JSON, DevStack, new_wallet
+from tests.e2e.stack import HTTP_TIMEOUT, PROBLEM_JSON, STARTUP_TIMEOUT, DevStack, new_wallet
+from tests.waiting import wait_until
 
 pytest_plugins = ["tests.e2e.stack_fixtures"]
 
@@ -29,13 +29,15 @@ def start_gateway(env: Mapping[str, str], log_dir: Path) -> tuple[WalletProcess,
     )
     base_url = f"http://127.0.0.1:{port}"
     with httpx.Client(base_url=base_url, timeout=5) as client:
-        for _ in range(240):
+
+        def answers() -> bool:
             assert process.process.poll() is None, process.stderr_text()
             try:
-                client.get("/healthz")
-                break
+                return client.get("/healthz").status_code == 200
             except httpx.TransportError:
-                time.sleep(0.25)
+                return False
+
+        wait_until(answers, lambda: f"gateway on {port} never answered /healthz", STARTUP_TIMEOUT)
     return process, base_url
 
 

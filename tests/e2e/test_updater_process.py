@@ -6,8 +6,7 @@ fix, and `--follow` keeps the read model fresh and stops cleanly on SIGTERM."""
 
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -35,6 +34,7 @@ from tests.updater_support import (
     total_records,
     write_deposits,
 )
+from tests.waiting import wait_until
 
 # Bounds for waits on a loaded machine, not expectations of speed.
 RUN_TIMEOUT = 120.0
@@ -129,14 +129,6 @@ def updaters(dynamodb_local: DynamoDBLocal, table_name: str, tmp_path: Path) -> 
         updaters.stop_all()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what()}")
-        time.sleep(0.2)
-
-
 def advisory_locks(database_url: str) -> int:
     with psycopg.connect(database_url) as connection:
         row = connection.execute(
@@ -150,10 +142,10 @@ def advisory_locks(database_url: str) -> int:
 
 def wait_until_unlocked(database_url: str) -> None:
     """A SIGKILLed updater's lock goes when PostgreSQL notices its connection closed."""
-    wait_for(
+    wait_until(
         lambda: advisory_locks(database_url) == 0,
-        FRESH_TIMEOUT,
         lambda: "the updater lock of a finished updater was not released",
+        FRESH_TIMEOUT,
     )
 
 
@@ -347,10 +339,10 @@ def test_follow_keeps_the_read_model_fresh_and_stops_on_sigterm(
         return f"--follow {status}; stderr:\n{tail(follower.stderr_path)}"
 
     def projected(records: int) -> None:
-        wait_for(
+        wait_until(
             lambda: exited() or is_exact(dynamodb, table_name, database_url, records),
-            FRESH_TIMEOUT,
             state,
+            FRESH_TIMEOUT,
         )
         assert not exited(), state()
 
