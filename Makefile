@@ -7,7 +7,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PROTOS := $(wildcard protos/wallet/v1/*.proto)
 GEN_DIR := wallet/v1
 
-.PHONY: dev test lint typecheck protos protos-check pytest java-check bench-write clean infra-check
+.PHONY: dev test lint typecheck protos protos-check pytest java-check bench-write clean infra-check \
+	terraform-validate
 
 dev: $(VENV)/.installed node_modules/.installed java-check
 	$(BIN)/wallet dev
@@ -63,17 +64,41 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 CHECKOV := $(CHECKOV_VENV)/bin/checkov --skip-download
 
-$(CHECKOV_VENV)/.installed: Makefile
+# The stamp names the version, so changing it reinstalls, and editing the Makefile does not.
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+	rm -rf $(CHECKOV_VENV)
 	python3 -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
 	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
 	touch $@
 
+# No registry serves the AWS provider here: `terraform init` installs it from a filesystem
+# mirror (the layout `terraform providers mirror` writes), checked against the committed
+# terraform/.terraform.lock.hcl, then `terraform validate` runs. Without terraform or the
+# mirror both are skipped, saying so.
+TF_PROVIDER_MIRROR ?= /opt/tf-plugins
+TF_CLI_CONFIG := $(CURDIR)/terraform/.terraform/mirror.tfrc
+
+terraform-validate:
+	@if ! command -v terraform >/dev/null; then \
+	  echo "SKIPPED terraform init and validate: terraform is not installed"; \
+	elif ! test -d $(TF_PROVIDER_MIRROR)/registry.terraform.io/hashicorp/aws; then \
+	  echo "SKIPPED terraform init and validate: no provider mirror at $(TF_PROVIDER_MIRROR) (set TF_PROVIDER_MIRROR)"; \
+	else \
+	  mkdir -p terraform/.terraform && \
+	  printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' \
+	    "$(TF_PROVIDER_MIRROR)" > $(TF_CLI_CONFIG) && \
+	  echo "terraform init -backend=false -lockfile=readonly (provider from $(TF_PROVIDER_MIRROR))" && \
+	  TF_CLI_CONFIG_FILE=$(TF_CLI_CONFIG) terraform -chdir=terraform init -backend=false \
+	    -input=false -lockfile=readonly -no-color >/dev/null && \
+	  TF_CLI_CONFIG_FILE=$(TF_CLI_CONFIG) terraform -chdir=terraform validate -no-color; \
+	fi
+
 # The deployment: formatting (or, without terraform, a parse of every file), checkov with
 # no failed check on terraform/ and the Dockerfile (skips are inline, each with its reason),
 # the image's health check script (outside mypy's packages), and the drift tests between
 # terraform/ and the code.
-infra-check: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+infra-check: $(VENV)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) terraform-validate
 	@if command -v terraform >/dev/null; then \
 	  echo "terraform fmt -check -recursive terraform"; \
 	  terraform fmt -check -recursive terraform; \
