@@ -37,6 +37,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 WORKDIR /opt/wallet
+# The tasks mount an empty volume at /tmp over the read-only root. ECS copies a VOLUME's
+# content and mode into the task's volume at the same path; without this declaration the
+# volume is root's 0755 and the non-root user cannot write there.
+RUN chmod 1777 /tmp
+VOLUME ["/tmp"]
 USER 10001:10001
 # gateway (HTTP), command and query (gRPC), then the metrics ports of command, query and the
 # updater: the defaults in services/ledger/settings.py.

@@ -1,6 +1,10 @@
 # The public entry: an HTTPS load balancer in the public subnets in front of the gateway
-# only. HTTP is redirected to HTTPS; TLS 1.2 or 1.3 only; targets must pass /readyz (both
-# gRPC backends answer). Access logs go to an S3 bucket.
+# only. HTTP is redirected to HTTPS; TLS 1.2 or 1.3 only. Access logs go to an S3 bucket.
+#
+# Targets must pass /healthz, the gateway's liveness, not /readyz: readiness includes the
+# two gRPC backends, so a query-service outage would mark every gateway unhealthy, ECS
+# would replace them all, and writes would go down with reads. A live gateway instead
+# answers each route it cannot serve with 503 and Retry-After.
 
 locals {
   # The gateway keeps an idle connection open longer than the load balancer does, so the
@@ -39,7 +43,7 @@ resource "aws_lb_target_group" "gateway" {
   deregistration_delay = 30
 
   health_check {
-    path                = "/readyz"
+    path                = "/healthz"
     matcher             = "200"
     interval            = 15
     timeout             = 5
@@ -110,6 +114,8 @@ resource "aws_s3_bucket" "alb_logs" {
   #checkov:skip=CKV_AWS_145:ALB access logs support only SSE-S3 (AES256) encryption, not KMS.
   #checkov:skip=CKV2_AWS_62:Nothing consumes events of new log objects.
   bucket = "${var.name}-alb-logs-${local.account_id}-${var.region}"
+  # Without deletion protection (a throw-away environment) destroy empties the bucket.
+  force_destroy = !var.deletion_protection
 }
 
 resource "aws_s3_bucket_ownership_controls" "alb_logs" {

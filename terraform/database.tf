@@ -73,6 +73,13 @@ resource "aws_rds_cluster" "read_model" {
   }
 
   depends_on = [aws_cloudwatch_log_group.database]
+
+  lifecycle {
+    # The instances take minor upgrades in the maintenance window (16.6 -> 16.8); an apply
+    # must not then try to go back to the pinned minor, which RDS refuses. The variable
+    # still picks the version of a new cluster and a deliberate major upgrade.
+    ignore_changes = [engine_version]
+  }
 }
 
 # The first instance is the writer; the others are readers in other AZs (failover targets,
@@ -96,4 +103,7 @@ resource "aws_rds_cluster_instance" "read_model" {
 
   monitoring_interval = 60
   monitoring_role_arn = aws_iam_role.rds_monitoring.arn
+
+  # RDS refuses enhanced monitoring with a role that cannot publish yet.
+  depends_on = [aws_iam_role_policy_attachment.rds_monitoring]
 }

@@ -2,6 +2,8 @@
 resource "aws_ecr_repository" "wallet" {
   name                 = var.name
   image_tag_mutability = "IMMUTABLE"
+  # Without deletion protection (a throw-away environment) destroy deletes the images too.
+  force_delete = !var.deletion_protection
 
   image_scanning_configuration {
     scan_on_push = true

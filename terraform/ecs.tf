@@ -273,7 +273,9 @@ locals {
 }
 
 resource "aws_ecs_task_definition" "gateway" {
-  family                   = "${var.name}-gateway"
+  family = "${var.name}-gateway"
+  # Keeps the revision a release replaces registered: the rollback target (docs/deploy.md).
+  skip_destroy             = true
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
   cpu                      = var.task_size["gateway"].cpu
@@ -293,7 +295,9 @@ resource "aws_ecs_task_definition" "gateway" {
 }
 
 resource "aws_ecs_task_definition" "command" {
-  family                   = "${var.name}-command"
+  family = "${var.name}-command"
+  # Keeps the revision a release replaces registered: the rollback target (docs/deploy.md).
+  skip_destroy             = true
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
   cpu                      = var.task_size["command"].cpu
@@ -313,7 +317,9 @@ resource "aws_ecs_task_definition" "command" {
 }
 
 resource "aws_ecs_task_definition" "query" {
-  family                   = "${var.name}-query"
+  family = "${var.name}-query"
+  # Keeps the revision a release replaces registered: the rollback target (docs/deploy.md).
+  skip_destroy             = true
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
   cpu                      = var.task_size["query"].cpu
@@ -333,7 +339,9 @@ resource "aws_ecs_task_definition" "query" {
 }
 
 resource "aws_ecs_task_definition" "updater" {
-  family                   = "${var.name}-updater"
+  family = "${var.name}-updater"
+  # Keeps the revision a release replaces registered: the rollback target (docs/deploy.md).
+  skip_destroy             = true
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
   cpu                      = var.task_size["updater"].cpu
@@ -353,7 +361,9 @@ resource "aws_ecs_task_definition" "updater" {
 }
 
 resource "aws_ecs_task_definition" "migrate" {
-  family                   = "${var.name}-migrate"
+  family = "${var.name}-migrate"
+  # Keeps the revision a release replaces registered: the rollback target (docs/deploy.md).
+  skip_destroy             = true
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
   cpu                      = var.task_size["migrate"].cpu

@@ -391,7 +391,8 @@ def test_load_balancer_sends_traffic_to_the_gateway_port() -> None:
     port = Settings.model_fields["gateway_port"].default
     target_group = _resource("aws_lb_target_group", "gateway")
     assert _resolve(target_group["port"]) == port
-    assert target_group["health_check"][0]["path"] == "/readyz"
+    # Liveness, not readiness: an outage of one backend must not take every gateway out.
+    assert target_group["health_check"][0]["path"] == "/healthz"
     load_balancer = _resource("aws_ecs_service", "gateway")["load_balancer"][0]
     assert _resolve(load_balancer["container_port"]) == port
     assert load_balancer["container_name"] == "gateway"
@@ -742,3 +743,16 @@ def test_updater_runs_on_the_schedule_variable() -> None:
     assert _default("updater_schedule") == "rate(5 minutes)"
     parameters = schedule["target"][0]["ecs_parameters"][0]
     assert parameters["task_definition_arn"] == _ref("aws_ecs_task_definition.updater.arn")
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_a_release_leaves_the_previous_task_definition_registered(process: str) -> None:
+    """The rollback in docs/deploy.md points a service at the previous revision, which a
+    release would otherwise deregister."""
+    assert _resource("aws_ecs_task_definition", process)["skip_destroy"] is True
+
+
+def test_applies_after_a_minor_upgrade_leave_the_engine_version_alone() -> None:
+    cluster = _resource("aws_rds_cluster", "read_model")
+    assert "engine_version" in _resolve(cluster["lifecycle"][0]["ignore_changes"])
+    assert _resource("aws_rds_cluster_instance", "read_model")["auto_minor_version_upgrade"]
