@@ -61,6 +61,18 @@ output "migrate_command" {
   ])
 }
 
+output "migrate_task" {
+  description = "What deploy/release.py needs to run `wallet migrate` with this apply's task definition."
+  value = {
+    region              = var.region
+    cluster             = aws_ecs_cluster.wallet.name
+    task_definition_arn = aws_ecs_task_definition.migrate.arn
+    container           = "migrate"
+    subnets             = var.private_subnet_ids
+    security_groups     = [local.task_security_groups.migrate]
+  }
+}
+
 output "updater_rebuild_command" {
   description = "Runs `wallet update --rebuild` once (after a restore, or when an updater run exits 3: checkpoint expired)."
   value = join(" ", [
