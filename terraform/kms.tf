@@ -1,11 +1,13 @@
 # One customer managed key for the data at rest: the table, the database (storage,
-# Performance Insights, the master user's secret), the image repository and the logs.
+# Performance Insights, the master user's secret), the image repository, the logs and the
+# alarm topic.
 # AWS services use it through grants made by the principal that creates each resource;
-# CloudWatch Logs needs its own statement. Task roles need no KMS permission: DynamoDB
+# CloudWatch Logs needs its own statement, and so do the services that publish to the
+# encrypted alarm topic (alarms.tf). Task roles need no KMS permission: DynamoDB
 # decrypts through its grant. Execution roles that read the database secret get
 # kms:Decrypt through Secrets Manager only (iam.tf).
 resource "aws_kms_key" "wallet" {
-  description             = "${var.name}: table, database, secrets, images, logs"
+  description             = "${var.name}: table, database, secrets, images, logs, alarms"
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy = jsonencode({
@@ -34,6 +36,22 @@ resource "aws_kms_key" "wallet" {
           ArnLike = {
             "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:*"
           }
+        }
+      },
+      {
+        # A publisher to an encrypted topic needs the key too. Only for the alarm topic's
+        # messages: its policy (alarms.tf) says which alarms, rule and account may publish.
+        # EventBridge sends no aws:SourceArn or aws:SourceAccount to KMS, so the topic is
+        # the one condition all three can meet.
+        Sid    = "AlarmSourcesPublishToTheAlarmTopic"
+        Effect = "Allow"
+        Principal = {
+          Service = ["cloudwatch.amazonaws.com", "events.amazonaws.com", "events.rds.amazonaws.com"]
+        }
+        Action   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource = "*"
+        Condition = {
+          StringEquals = { "kms:EncryptionContext:aws:sns:topicArn" = local.alarm_topic_arn }
         }
       },
     ]

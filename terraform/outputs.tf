@@ -86,3 +86,8 @@ output "updater_rebuild_command" {
     "--query 'tasks[0].taskArn' --output text",
   ])
 }
+
+output "alarm_topic_arn" {
+  description = "SNS topic of every alarm (alarms.tf): subscribe pagers or chat here."
+  value       = aws_sns_topic.alarms.arn
+}

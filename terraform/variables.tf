@@ -311,3 +311,66 @@ variable "alb_log_retention_days" {
   type        = number
   default     = 365
 }
+
+# ---------------------------------------------------------------------------------------
+# Alarms (alarms.tf); docs/deploy.md, "Alarms".
+# ---------------------------------------------------------------------------------------
+
+variable "alarm_email_addresses" {
+  description = "Email addresses subscribed to the alarm topic (each confirms by email first). Empty: subscribe other endpoints to the alarm_topic_arn output yourself."
+  type        = list(string)
+  default     = []
+}
+
+variable "updater_max_minutes_without_pass" {
+  description = "Minutes without a completed updater pass before the alarm. Keep it at least two of updater_schedule's intervals, so that one failed run alone does not raise it."
+  type        = number
+  default     = 15
+
+  validation {
+    # The stream keeps 24 hours: the alarm must leave time to act on it.
+    condition     = var.updater_max_minutes_without_pass >= 2 && var.updater_max_minutes_without_pass <= 720 && floor(var.updater_max_minutes_without_pass) == var.updater_max_minutes_without_pass
+    error_message = "updater_max_minutes_without_pass: a whole number of minutes, 2 to 720."
+  }
+}
+
+variable "read_model_max_age_seconds" {
+  description = "How far behind the table (seconds) the read model may be before the alarm: the age each updater pass reports, and no pass at all for this long."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.read_model_max_age_seconds >= 60 && var.read_model_max_age_seconds <= 43200
+    error_message = "read_model_max_age_seconds: 60 to 43200 (12 hours; the stream keeps 24)."
+  }
+}
+
+variable "gateway_target_5xx_percent" {
+  description = "Share of the gateway's answers (per minute, in 3 of 5 minutes) that may be 5xx before the alarm."
+  type        = number
+  default     = 1
+}
+
+variable "gateway_elb_5xx_per_minute" {
+  description = "5xx answers a minute the load balancer may give itself (no healthy gateway, reset, timeout), in 3 of 5 minutes, before the alarm."
+  type        = number
+  default     = 5
+}
+
+variable "dynamodb_throttle_events_per_minute" {
+  description = "Read and write throttle events a minute on the ledger table, in 3 of 5 minutes, that raise the alarm."
+  type        = number
+  default     = 1
+}
+
+variable "db_cpu_percent" {
+  description = "Average CPU of a database instance over 15 minutes above which the alarm is raised."
+  type        = number
+  default     = 80
+}
+
+variable "db_freeable_memory_percent" {
+  description = "Freeable memory of a database instance, as a percentage of its memory at db_max_capacity (2 GiB an ACU), below which for 15 minutes the alarm is raised."
+  type        = number
+  default     = 10
+}

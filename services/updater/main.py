@@ -26,6 +26,12 @@ EXIT_CHECKPOINT_LOST = 3
 # A rebuild is asked for because the read model is wrong: not doing it is no success.
 EXIT_REBUILD_LOCKED_OUT = 4
 
+# The JSON line a run logs once its pass has committed: terraform/alarms.tf counts these
+# lines and reads the field from them, so a run that fails, hangs or never starts (or only
+# finds another updater's lock taken) leaves a gap that raises an alarm.
+PASS_COMPLETED_MESSAGE = "updater pass completed"  # noqa: S105 (an updater pass, not a password)
+READ_MODEL_AGE_FIELD = "read_model_age_seconds"
+
 
 def _kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
@@ -85,6 +91,8 @@ def run_updater(
         f"read {report.records_read} stream records from {report.shards} shards; "
         f"projected {report.items} aggregate items, {report.changed_buckets} buckets changed"
     )
+    age = round(metrics.read_model_age_seconds(), 3)
+    log.info(PASS_COMPLETED_MESSAGE, extra={**report.__dict__, READ_MODEL_AGE_FIELD: age})
     return 0
 
 

@@ -64,5 +64,12 @@ def pass_completed(as_of: datetime, seconds: float, records_read: int) -> None:
     _AS_OF.instant = as_of.timestamp()
 
 
+def read_model_age_seconds() -> float:
+    """What the lag gauge reads: seconds since the as_of of the last pass this process
+    completed (before one, since the stored as_of start_lag_from was given; +Inf before
+    either)."""
+    return _AS_OF.age()
+
+
 def pass_failed(*, checkpoint_lost: bool) -> None:
     PASSES.labels("checkpoint_lost" if checkpoint_lost else "failed").inc()

@@ -2,14 +2,19 @@
 writing rows and committing loses and double counts nothing, two updaters at once leave an
 exact read model, `--rebuild` equals a stream-built read model and corrects one that is
 ahead of the table (`wallet reconcile` then agrees), a lost checkpoint exits 3 naming the
-fix, and `--follow` keeps the read model fresh and stops cleanly on SIGTERM."""
+fix, `--follow` keeps the read model fresh and stops cleanly on SIGTERM, and a run logs
+the one JSON line the alarms count (with the read model's age) only when its pass
+committed."""
 
+import json
 import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,7 +24,11 @@ from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.settings import PROJECT_ROOT
 from services.local.dynamodb_local import DynamoDBLocal
-from services.updater.main import EXIT_CHECKPOINT_LOST
+from services.updater.main import (
+    EXIT_CHECKPOINT_LOST,
+    PASS_COMPLETED_MESSAGE,
+    READ_MODEL_AGE_FIELD,
+)
 from services.updater.positions import AggregateImage
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
@@ -165,6 +174,39 @@ def assert_ok(finished: Finished) -> None:
     assert ANOTHER_UPDATER not in finished.stderr, finished.describe()
 
 
+def pass_lines(finished: Finished) -> list[dict[str, Any]]:
+    """The JSON lines on stderr that terraform/alarms.tf counts as completed passes."""
+    lines = []
+    for line in finished.stderr.splitlines():
+        try:
+            logged = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a traceback, or a plain message
+        if isinstance(logged, dict) and logged.get("message") == PASS_COMPLETED_MESSAGE:
+            lines.append(logged)
+    return lines
+
+
+def test_a_pass_logs_one_json_line_with_the_age_of_the_as_of_it_stored(
+    updaters: Updaters, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    write_deposits(dynamodb, table_name, make_deposits(30, prefix="age"))
+
+    finished = updaters.run(database_url)
+
+    assert_ok(finished)
+    [line] = pass_lines(finished)
+    as_of = read_model(database_url).as_of
+    assert as_of is not None
+    age = line[READ_MODEL_AGE_FIELD]
+    assert isinstance(age, float | int), finished.describe()
+    # now - as_of, at the instant the line was logged.
+    logged_at = datetime.fromisoformat(line["timestamp"])
+    assert age == pytest.approx((logged_at - as_of).total_seconds(), abs=0.5)
+    assert 0 <= age < RUN_TIMEOUT
+    assert line["records_read"] > 0
+
+
 def test_a_crash_before_commit_writes_nothing_and_the_next_pass_is_exact(
     updaters: Updaters, dynamodb: DynamoDBClient, table_name: str, database_url: str
 ) -> None:
@@ -220,6 +262,8 @@ def test_an_updater_finding_the_lock_taken_exits_cleanly_and_writes_nothing(
     assert finished.returncode == 0, finished.describe()
     assert ANOTHER_UPDATER in finished.stderr, finished.describe()
     assert read_model(database_url).is_empty()
+    # No pass of its own: an updater hung while holding the lock must still raise the alarm.
+    assert pass_lines(finished) == [], finished.describe()
 
 
 def test_a_rebuild_finding_the_lock_taken_fails_saying_nothing_was_rebuilt(
@@ -314,6 +358,7 @@ def test_a_lost_checkpoint_exits_3_naming_rebuild_which_recovers(
 
     assert lost.returncode == EXIT_CHECKPOINT_LOST == 3, lost.describe()
     assert "--rebuild" in lost.stderr, lost.describe()
+    assert pass_lines(lost) == [], lost.describe()
     assert read_model(database_url) == before
     assert before.as_of is None
 
