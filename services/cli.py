@@ -63,7 +63,11 @@ def _migrate(args: argparse.Namespace) -> int:
     from services.ledger.adapters.database import create_database_engine
     from services.ledger.adapters.migrations import migrate
 
-    migrate(create_database_engine(_database_url(Settings()), pool_size=1))
+    settings = Settings()
+    engine = create_database_engine(
+        _database_url(settings), pool_size=1, iam_auth=settings.database_iam_auth
+    )
+    migrate(engine)
     print("read model schema is up to date")
     return 0
 

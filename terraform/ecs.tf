@@ -44,12 +44,22 @@ locals {
   # Python needs a writable /tmp on the read-only root file system.
   tmp_mount_points = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
 
+  # The database roles of the processes that sign in with IAM tokens: `wallet migrate`
+  # creates them (services/ledger/adapters/migrations.py, ProcessRoles), iam.tf lets each
+  # task role connect as its own.
+  database_users = {
+    query   = "wallet_query"
+    updater = "wallet_updater"
+  }
+
   # One container per task, written out in ECS's own JSON shape so that checkov and
   # tests/unit/test_infrastructure_drift.py read exactly what ECS gets. Every setting a
   # process reads (services/ledger/settings.py) is set here: `environment` for plain
-  # values, `secrets` (valueFrom) for credentials. The database user name and password are
-  # the JSON keys of the master user's secret; the app builds its URL from
-  # WALLET_DATABASE_* (DATABASE_URL stays unset).
+  # values, `secrets` (valueFrom) for credentials. The app builds its database URL from
+  # WALLET_DATABASE_* (DATABASE_URL stays unset). Only migrate has a password: the master
+  # user's, from the JSON keys of its RDS-managed secret, read when the one-off task
+  # starts; query and updater sign in as their own roles with an IAM token per new
+  # connection, so the secret's rotation cannot break them.
   containers = {
     gateway = {
       name                   = "gateway"
@@ -163,10 +173,14 @@ locals {
         { name = "metrics", containerPort = local.ports.query_metrics, protocol = "tcp", appProtocol = "http" },
       ]
       environment = [
+        # Signs the database's IAM tokens (botocore ignores AWS_REGION).
+        { name = "AWS_DEFAULT_REGION", value = tostring(var.region) },
         # Reads only (read-only REPEATABLE READ snapshots), so from the reader endpoint.
         { name = "WALLET_DATABASE_HOST", value = aws_rds_cluster.read_model.reader_endpoint },
         { name = "WALLET_DATABASE_PORT", value = tostring(local.ports.database) },
         { name = "WALLET_DATABASE_NAME", value = aws_rds_cluster.read_model.database_name },
+        { name = "WALLET_DATABASE_USER", value = local.database_users.query },
+        { name = "WALLET_DATABASE_IAM_AUTH", value = "true" },
         { name = "WALLET_DATABASE_POOL_SIZE", value = tostring(var.database_pool_size) },
         { name = "WALLET_LISTEN_HOST", value = "0.0.0.0" },
         { name = "WALLET_QUERY_PORT", value = tostring(local.ports.query) },
@@ -180,10 +194,7 @@ locals {
         { name = "WALLET_SHUTDOWN_GRACE_SECONDS", value = tostring(var.shutdown_grace_seconds) },
         { name = "WALLET_LOG_LEVEL", value = var.log_level },
       ]
-      secrets = [
-        { name = "WALLET_DATABASE_USER", valueFrom = "${local.db_secret_arn}:username::" },
-        { name = "WALLET_DATABASE_PASSWORD", valueFrom = "${local.db_secret_arn}:password::" },
-      ]
+      secrets = []
       healthCheck = {
         command     = ["CMD", "python", "/opt/wallet/healthcheck.py", "query"]
         interval    = 30
@@ -219,13 +230,12 @@ locals {
         { name = "WALLET_DATABASE_HOST", value = aws_rds_cluster.read_model.endpoint },
         { name = "WALLET_DATABASE_PORT", value = tostring(local.ports.database) },
         { name = "WALLET_DATABASE_NAME", value = aws_rds_cluster.read_model.database_name },
+        { name = "WALLET_DATABASE_USER", value = local.database_users.updater },
+        { name = "WALLET_DATABASE_IAM_AUTH", value = "true" },
         { name = "WALLET_STREAM_DELIVERY_ALLOWANCE_SECONDS", value = tostring(var.stream_delivery_allowance_seconds) },
         { name = "WALLET_LOG_LEVEL", value = var.log_level },
       ]
-      secrets = [
-        { name = "WALLET_DATABASE_USER", valueFrom = "${local.db_secret_arn}:username::" },
-        { name = "WALLET_DATABASE_PASSWORD", valueFrom = "${local.db_secret_arn}:password::" },
-      ]
+      secrets = []
       logConfiguration = {
         logDriver = "awslogs"
         options = {
@@ -253,6 +263,8 @@ locals {
         { name = "WALLET_DATABASE_HOST", value = aws_rds_cluster.read_model.endpoint },
         { name = "WALLET_DATABASE_PORT", value = tostring(local.ports.database) },
         { name = "WALLET_DATABASE_NAME", value = aws_rds_cluster.read_model.database_name },
+        # The master user's password, read at the task's start: it creates the roles.
+        { name = "WALLET_DATABASE_IAM_AUTH", value = "false" },
       ]
       secrets = [
         { name = "WALLET_DATABASE_USER", valueFrom = "${local.db_secret_arn}:username::" },
@@ -493,8 +505,12 @@ resource "aws_ecs_service" "query" {
     }
   }
 
-  # Tasks must not start before their execution role can read the database secret.
-  depends_on = [aws_rds_cluster_instance.read_model, aws_iam_role_policy.execution]
+  # Tasks must not start before their task role may connect to the database.
+  depends_on = [
+    aws_rds_cluster_instance.read_model,
+    aws_iam_role_policy.execution,
+    aws_iam_role_policy.database_connect,
+  ]
 
   lifecycle {
     ignore_changes = [desired_count] # autoscaling owns it

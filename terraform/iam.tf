@@ -4,9 +4,11 @@
 # DYNAMODB_ACTIONS tuples, on exactly its resources (tests/unit/test_infrastructure_drift.py):
 #   command  services/ledger/adapters/write_store.py  on the table
 #   updater  services/updater/stream_reader.py       on the table and its stream
-#   gateway, query, migrate: no AWS calls, so no policy at all.
+# and, for query and updater, rds-db:connect as their own database role (IAM database
+# authentication; tests/unit/test_database_roles_drift.py).
+#   gateway, migrate: no AWS calls, so no policy at all.
 # Execution roles (what ECS does to start the task): pull the image, write the task's log
-# group, and read the database secret for the tasks that get it.
+# group, and read the database secret for the task that gets it (migrate).
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
   statement {
@@ -83,6 +85,29 @@ resource "aws_iam_role_policy" "updater_task" {
   name   = "dynamodb"
   role   = aws_iam_role.task["updater"].id
   policy = data.aws_iam_policy_document.updater_task.json
+}
+
+# Signing in to the read model with IAM tokens, each process as the role `wallet migrate`
+# made for it (ecs.tf, local.database_users). Aurora's IAM resource is the cluster's
+# resource id, not its name.
+data "aws_iam_policy_document" "database_connect" {
+  for_each = local.database_users
+
+  statement {
+    sid     = "ConnectAsItsDatabaseRole"
+    actions = ["rds-db:connect"]
+    resources = [
+      "arn:${local.partition}:rds-db:${var.region}:${local.account_id}:dbuser:${aws_rds_cluster.read_model.cluster_resource_id}/${each.value}",
+    ]
+  }
+}
+
+resource "aws_iam_role_policy" "database_connect" {
+  for_each = local.database_users
+
+  name   = "rds-db-connect"
+  role   = aws_iam_role.task[each.key].id
+  policy = data.aws_iam_policy_document.database_connect[each.key].json
 }
 
 # --- execution roles ------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 runs locally and on AWS.
 
 The read model's PostgreSQL is DATABASE_URL, or else is built from WALLET_DATABASE_HOST,
-_PORT, _NAME, _USER and _PASSWORD: on AWS the user name and password come from the Aurora
-master user's secret (ECS task `secrets`), which holds them as separate JSON keys.
+_PORT, _NAME, _USER and _PASSWORD. On AWS `wallet migrate` signs in as the Aurora master
+user, whose name and password come from its RDS-managed secret (ECS task `secrets`); the
+query service and the updater sign in with WALLET_DATABASE_IAM_AUTH as their own roles,
+with an IAM token per new connection and no password at all (adapters/database.py).
 
 boto3 reads its own variables: AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_DYNAMODB_STREAMS,
 AWS_DEFAULT_REGION (botocore ignores AWS_REGION), credentials.
@@ -83,6 +85,9 @@ class Settings(BaseSettings):
     database_name: str = "postgres"
     database_user: str | None = None
     database_password: SecretStr | None = None
+    # RDS IAM database authentication: each new connection's password is a fresh token
+    # signed with the task's AWS credentials, so nothing a rotation changes is held.
+    database_iam_auth: bool = False
     database_pool_size: int = Field(default=8, ge=1)
     dev_dir: Path = PROJECT_ROOT / ".wallet-dev"
     updater_interval_seconds: float = Field(default=0.5, gt=0)
@@ -101,6 +106,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _database_url_from_parts(self) -> Self:
+        if self.database_iam_auth:
+            if self.database_url is not None or self.database_host is None:
+                raise ValueError(
+                    "WALLET_DATABASE_IAM_AUTH takes the server from WALLET_DATABASE_HOST "
+                    "and its companions, not from DATABASE_URL"
+                )
+            if self.database_password is not None:
+                raise ValueError(
+                    "WALLET_DATABASE_PASSWORD must be unset with WALLET_DATABASE_IAM_AUTH: "
+                    "the password is a token made for each connection"
+                )
         if self.database_url is None and self.database_host is not None:
             if not self.database_user:
                 raise ValueError("WALLET_DATABASE_USER is required with WALLET_DATABASE_HOST")
@@ -112,4 +128,8 @@ class Settings(BaseSettings):
                 f"postgresql://{credentials}@{self.database_host}:{self.database_port}"
                 f"/{quote(self.database_name, safe='')}"
             )
+            # RDS accepts IAM tokens over TLS only. `require` encrypts without checking the
+            # server's certificate: verify-full would need the RDS CA bundle in the image.
+            if self.database_iam_auth:
+                self.database_url += "?sslmode=require"
         return self

@@ -17,7 +17,10 @@ def build(settings: Settings, database_url: str, port: int | None = None) -> Grp
     interceptors = auth_interceptors(settings)  # first: a bad auth setup stops the start
     # A history query is a few index lookups; one that runs for seconds is stuck.
     engine = create_database_engine(
-        database_url, pool_size=settings.database_pool_size, statement_timeout_ms=10_000
+        database_url,
+        pool_size=settings.database_pool_size,
+        statement_timeout_ms=10_000,
+        iam_auth=settings.database_iam_auth,
     )
     store = PostgresReadStore(engine)
     # Read at each scrape, on this engine: its timeouts bound how long a scrape can wait.

@@ -40,7 +40,7 @@ def _kill_self() -> None:
 def run_updater(
     settings: Settings, database_url: str, *, follow: bool, rebuild: bool, segments: int
 ) -> int:
-    engine = create_database_engine(database_url, pool_size=2)
+    engine = create_database_engine(database_url, pool_size=2, iam_auth=settings.database_iam_auth)
     store = ProjectionStore(engine)
     reader = StreamReader(dynamodb_client(), streams_client(), settings.table_name)
     # The crash-safety tests kill the updater between writing rows and committing.
@@ -101,7 +101,7 @@ def run_reconcile(settings: Settings, database_url: str, *, check_records: bool)
     report = reconcile(
         dynamodb_client(),
         settings.table_name,
-        create_database_engine(database_url, pool_size=1),
+        create_database_engine(database_url, pool_size=1, iam_auth=settings.database_iam_auth),
         check_records=check_records,
     )
     for difference in report.differences:

@@ -2,7 +2,9 @@
 
 - the DynamoDB table equals ledger_table.table_definition;
 - every task sets exactly the settings its process reads (PROCESS_SETTINGS below), the
-  credentials through `secrets`, and every setting is either deployed or said not to be;
+  migrate task's credentials through `secrets` (query and updater have none: IAM database
+  authentication, tests/unit/test_database_roles_drift.py), and every setting is either
+  deployed or said not to be;
 - the ports equal the defaults in Settings, wherever terraform uses them; metrics are open
   to the scrapers' security groups only, and the load balancer keeps /metrics to itself;
 - the gateway keeps idle connections open longer than the load balancer does;
@@ -44,7 +46,7 @@ _DATABASE = {
     "database_port",
     "database_name",
     "database_user",
-    "database_password",
+    "database_iam_auth",
 }
 # Tokens are verified against the identity provider's JWKS wherever they arrive.
 _AUTH = {"auth_jwks_url", "auth_issuer", "auth_audience"}
@@ -89,7 +91,8 @@ PROCESS_SETTINGS: dict[str, set[str]] = {
         "log_level",
     },
     "updater": _DATABASE | {"table_name", "stream_delivery_allowance_seconds", "log_level"},
-    "migrate": _DATABASE,
+    # The master user's password: the only process that has one.
+    "migrate": _DATABASE | {"database_password"},
 }
 # Settings no deployed process needs, and why.
 NOT_DEPLOYED = {
@@ -101,10 +104,15 @@ NOT_DEPLOYED = {
     "auth": "enabled unless set to disabled, which no deployment may be",
     "auth_hs256_secret": "the local stack's and the tests' key: AWS verifies with a JWKS",
 }
-# Credentials: from the database secret's JSON keys, never in `environment`.
+# Migrate's credentials: from the database secret's JSON keys, never in `environment`.
 SECRET_SETTINGS = {"database_user": "username", "database_password": "password"}
-# boto3's own variables, for the processes that call AWS (botocore ignores AWS_REGION).
-BOTO_ENVIRONMENT = {"command": {"AWS_DEFAULT_REGION"}, "updater": {"AWS_DEFAULT_REGION"}}
+# boto3's own variables, for the processes that call AWS or sign with its credentials (the
+# query service's database tokens; botocore ignores AWS_REGION).
+BOTO_ENVIRONMENT = {
+    "command": {"AWS_DEFAULT_REGION"},
+    "query": {"AWS_DEFAULT_REGION"},
+    "updater": {"AWS_DEFAULT_REGION"},
+}
 
 # Where each process starts; the code it runs is what these import, transitively.
 PROCESS_ENTRY_MODULES = {
@@ -305,11 +313,14 @@ def test_task_sets_exactly_the_settings_its_process_reads(process: str) -> None:
 
 @pytest.mark.parametrize("process", PROCESSES)
 def test_credentials_come_from_the_database_secret(process: str) -> None:
+    """Only migrate gets the secret; query and updater sign in with IAM tokens."""
     secrets = _secrets(process)
-    for field, json_key in SECRET_SETTINGS.items():
-        if field in PROCESS_SETTINGS[process]:
-            assert secrets[_env_name(field)] == f"{_ref('local.db_secret_arn')}:{json_key}::"
-    assert set(secrets) <= {_env_name(field) for field in SECRET_SETTINGS}
+    expected = SECRET_SETTINGS if process == "migrate" else {}
+    assert secrets == {
+        _env_name(field): f"{_ref('local.db_secret_arn')}:{json_key}::"
+        for field, json_key in expected.items()
+    }
+    assert _env_name("database_password") not in _environment(process)
     assert not {"DATABASE_URL", "WALLET_DATABASE_URL"} & set(_environment(process))
     assert _local("db_secret_arn") == _ref(
         "aws_rds_cluster.read_model.master_user_secret[0].secret_arn"
@@ -551,7 +562,8 @@ def test_updater_role_allows_exactly_its_calls_on_the_table_and_its_stream() -> 
 
 def test_only_the_command_and_updater_roles_get_dynamodb_permissions() -> None:
     """No other policy document mentions DynamoDB, and no other policy is attached to a
-    task role: the gateway, query and migrate tasks can call nothing on AWS."""
+    task role but database_connect (query and updater, test_database_roles_drift.py): the
+    gateway and migrate tasks can call nothing on AWS."""
     for name, document in _terraform()["data"]["aws_iam_policy_document"].items():
         if name in ("command_task", "updater_task"):
             continue
@@ -562,7 +574,11 @@ def test_only_the_command_and_updater_roles_get_dynamodb_permissions() -> None:
         for name, body in _terraform()["resource"].get(kind, {}).items()
         if "aws_iam_role.task[" in body["role"]
     ]
-    assert sorted(name for _, name, _ in task_policies) == ["command_task", "updater_task"]
+    assert sorted(name for _, name, _ in task_policies) == [
+        "command_task",
+        "database_connect",
+        "updater_task",
+    ]
 
 
 def test_each_task_has_its_own_roles() -> None:
@@ -677,7 +693,7 @@ def test_dynamodb_actions_in_the_code_cover_every_call(process: str) -> None:
     assert needed == set(CODE_DYNAMODB_ACTIONS.get(process, ()))
 
 
-@pytest.mark.parametrize("process", ["gateway", "query", "migrate"])
+@pytest.mark.parametrize("process", ["gateway", "migrate"])
 def test_processes_without_aws_permissions_do_not_use_boto3(process: str) -> None:
     code = _process_code(process)
     assert code

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import boto3
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
@@ -15,7 +16,11 @@ def sqlalchemy_url(database_url: str) -> str:
 
 
 def create_database_engine(
-    database_url: str, pool_size: int = 5, statement_timeout_ms: int | None = None
+    database_url: str,
+    pool_size: int = 5,
+    statement_timeout_ms: int | None = None,
+    *,
+    iam_auth: bool = False,
 ) -> Engine:
     """An engine whose pool checks each connection before use, so a restarted server is
     reconnected to without restarting the service. TCP keepalives and a user timeout make
@@ -25,7 +30,10 @@ def create_database_engine(
     Every session's time zone is UTC, whatever the server, database, role, URL or PGTZ
     say: timestamptz values come back as UTC datetimes and SQL's dates are UTC days (in
     another zone, the datetimes of a repeated DST hour compare unequal to the same instants
-    in UTC)."""
+    in UTC).
+
+    With `iam_auth`, every new connection signs in with a fresh RDS IAM token as its
+    password (see RdsIamToken)."""
     connect_args: dict[str, object] = {
         "connect_timeout": 3,
         "keepalives": 1,
@@ -51,7 +59,33 @@ def create_database_engine(
         connect_args=connect_args,
     )
     event.listen(engine, "connect", _use_utc)
+    if iam_auth:
+        event.listen(engine, "do_connect", RdsIamToken())
     return engine
+
+
+class RdsIamToken:
+    """A `do_connect` hook that makes each new connection's password a fresh RDS IAM
+    authentication token for the host, port and user it connects as.
+
+    A token is valid for 15 minutes but checked only when a connection is made, so pooled
+    connections outlive theirs, and a connection made at any later time (a failover, a
+    dropped connection, a larger pool) signs a new one with the task role's current
+    credentials: nothing long-lived can expire or be rotated under the process. Signing is
+    local (no AWS call); the region is AWS_DEFAULT_REGION's, checked here, at start."""
+
+    def __init__(self) -> None:
+        self._rds = boto3.client("rds")
+
+    def __call__(
+        self, _dialect: object, _record: object, _args: object, params: dict[str, Any]
+    ) -> None:
+        params["password"] = self._rds.generate_db_auth_token(
+            DBHostname=params["host"],
+            Port=int(params.get("port", 5432)),
+            DBUsername=params["user"],
+            Region=self._rds.meta.region_name,
+        )
 
 
 def _use_utc(connection: Any, _record: object) -> None:
