@@ -1,11 +1,16 @@
 """Tokens for tests: a fixed HS256 secret the services under test are configured with,
 tokens signed with it, and gRPC channels that send one on every call."""
 
+import http.server
+import json
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import grpc
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
 from services.auth.tokens import ALL_WALLETS, mint_token
@@ -62,3 +67,39 @@ def authenticated_channel(address: str, token: str | None = None) -> grpc.Channe
     return grpc.intercept_channel(
         grpc.insecure_channel(address), _BearerInterceptor(token or token_for())
     )
+
+
+class JwksServer:
+    """Serves a key set (or anything else) on a loopback port, counting fetches."""
+
+    def __init__(self) -> None:
+        self.body = b"{}"
+        self.fetches = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.fetches += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(server.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/jwks.json"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._thread.start()
+
+    def serve_keys(self, *keys: tuple[str, rsa.RSAPrivateKey]) -> None:
+        jwks = [
+            {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": kid}
+            for kid, key in keys
+        ]
+        self.body = json.dumps({"keys": jwks}).encode()
+
+    def stop(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()

@@ -31,11 +31,13 @@ from typing import Literal
 
 import httpx
 import psycopg
+import pytest
 
 from services.ledger.settings import PROJECT_ROOT
 from services.local.dynamodb_local import DynamoDBLocal, free_port
 from services.updater.projection_store import UPDATER_LOCK_KEY
 from tests.auth_support import bearer_header
+from tests.certificates import self_signed_certificate
 from tests.e2e.processes import (
     Finished,
     TableContents,
@@ -255,24 +257,37 @@ def updater_lock_holders(database_url: str) -> int:
 # --- a PostgreSQL server of the test's own ------------------------------------------------
 
 
+def _postgres_with_tls() -> Path:
+    """The machine's PostgreSQL binaries: pgserver's are built without SSL."""
+    if shutil.which("pg_config") is not None:
+        shown = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        bindir = Path(shown.stdout.strip())
+        if shown.returncode == 0 and (bindir / "postgres").is_file():
+            return bindir
+    pytest.skip("TLS needs the machine's PostgreSQL server (pg_config --bindir): pgserver has none")
+
+
 class PrivatePostgres:
     """A PostgreSQL cluster of one test, from pgserver's binaries, on a fixed TCP port, so it
     can be stopped and started again where its clients expect it (the machine's shared
     server must never be restarted). Runs as the `pgserver` user when the tests run as
     root, as pgserver itself does (PostgreSQL refuses to run as root)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
+        """With `tls`, the server also accepts TLS connections (a self-signed certificate),
+        as clients that insist on sslmode=require need."""
         with warnings.catch_warnings():
             # pgserver asks platformdirs for a runtime dir, which warns without XDG_RUNTIME_DIR.
             warnings.simplefilter("ignore")
             from pgserver._commands import POSTGRES_BIN_PATH
 
-        self.bin = POSTGRES_BIN_PATH
+        self.bin = _postgres_with_tls() if tls else POSTGRES_BIN_PATH
         self.port = free_port()
         self.data_dir = Path(tempfile.mkdtemp(prefix="wallet-fault-pg-"))
         self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
         self.user: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._tls = tls
         if os.geteuid() == 0:
             from pgserver.utils import ensure_user_exists
 
@@ -296,6 +311,14 @@ class PrivatePostgres:
             check=True,
             timeout=RUN_TIMEOUT,
         )
+        if self._tls:
+            certificate, key = self_signed_certificate("127.0.0.1")
+            for name, content in (("server.crt", certificate), ("server.key", key)):
+                path = self.data_dir / name
+                path.write_bytes(content)
+                path.chmod(0o600)  # PostgreSQL refuses a key others can read
+                if self.user is not None:
+                    shutil.chown(path, self.user, self.user)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -319,6 +342,8 @@ class PrivatePostgres:
                     "fsync=off",
                     "-c",
                     "max_connections=100",
+                    "-c",
+                    f"ssl={'on' if self._tls else 'off'}",
                 ],
                 user=self.user,
                 stdout=log,

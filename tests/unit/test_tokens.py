@@ -3,9 +3,7 @@
 import base64
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +24,7 @@ from services.auth.tokens import (
     bearer_token,
     mint_token,
 )
+from tests.auth_support import JwksServer
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
 ISSUER, AUDIENCE = "https://issuer.test/", "wallet-ledger"
@@ -208,42 +207,6 @@ def test_jwks_refuses_unknown_keys_hs256_and_key_confusion(
 
 
 # --- JWKS over HTTP(S): fetched, cached, refetched on rotation, and outages ------------------
-
-
-class JwksServer:
-    """Serves a key set (or anything else) on a loopback port, counting fetches."""
-
-    def __init__(self) -> None:
-        self.body = b"{}"
-        self.fetches = 0
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.fetches += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(server.body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/jwks.json"
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-        self._thread.start()
-
-    def serve_keys(self, *keys: tuple[str, rsa.RSAPrivateKey]) -> None:
-        jwks = [
-            {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": kid}
-            for kid, key in keys
-        ]
-        self.body = json.dumps({"keys": jwks}).encode()
-
-    def stop(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
 
 
 @pytest.fixture
