@@ -6,6 +6,9 @@ authentication every new connection signs in with a token of its own.
 Roles are the server's, shared by every database and test session: the tests that need
 roles from scratch use names of their own and drop them."""
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +24,13 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 from services.ledger.adapters.database import create_database_engine
-from services.ledger.adapters.migrations import ROLES, ProcessRoles, grant_roles, migrate
+from services.ledger.adapters.migrations import (
+    MIGRATE_LOCK_KEY,
+    ROLES,
+    ProcessRoles,
+    grant_roles,
+    migrate,
+)
 from services.ledger.adapters.read_model import metadata
 from services.ledger.settings import Settings
 from services.updater.main import run_reconcile, run_updater
@@ -176,6 +185,57 @@ def test_migrating_again_keeps_the_roles_and_their_grants(database_url: str) -> 
     finally:
         engine.dispose()
     assert_granted(database_url)
+
+
+def test_migrating_again_takes_back_what_was_granted_by_hand(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(f"GRANT INSERT, TRUNCATE ON day_totals TO {ROLES.query}")
+        connection.execute(f"GRANT SELECT ON alembic_version TO {ROLES.query}")
+    engine = create_database_engine(database_url, pool_size=1)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    assert_granted(database_url)
+
+
+def test_migrations_of_one_database_at_once_run_one_after_another(
+    postgres_admin_url: str,
+) -> None:
+    """A release's migrate and one run by hand, as separate processes: while the migration
+    lock is held, each waits for it (unserialised, they raced on alembic_version's creation
+    and on the grants), then each succeeds."""
+    name = f"wallet_race_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK_KEY,))
+            runs = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "services.cli", "migrate"],
+                    env={**os.environ, "DATABASE_URL": url},
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(3)
+            ]
+
+            def waiting() -> int:
+                row = holder.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()
+                assert all(run.poll() is None for run in runs), "a migrate ended early"
+                return int(row[0]) if row else 0
+
+            wait_until(lambda: waiting() == len(runs), lambda: f"{waiting()} waiting", 60)
+        failures = [run.communicate(timeout=120)[1] for run in runs if run.wait(120) != 0]
+        assert failures == []
+        assert_granted(url)
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -64,12 +64,19 @@ END $$
 """
 
 
+# The advisory lock of a migration; the updater's lock key is another.
+MIGRATE_LOCK_KEY = 0x77616C6C65746D69  # "walletmi"
+
+
 def migrate(engine: Engine) -> None:
     """Brings the schema to the newest revision and the roles' grants up to date; safe to
     run again (already-applied steps are skipped, existing roles kept)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
+        # Two migrations of one database at once (a release and a hand-run migrate_command)
+        # would otherwise race on alembic_version's creation and on the catalog's grant rows.
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK_KEY})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         grant_roles(connection)
@@ -89,7 +96,10 @@ def grant_roles(connection: Connection, roles: ProcessRoles = ROLES) -> None:
     tables = ", ".join(preparer.quote(table.name) for table in metadata.sorted_tables)
     # CONNECT and TEMPORARY are PUBLIC's by default; granted here too, so that a database
     # that revokes them from PUBLIC keeps working.
+    # Privileges are set, not added to: whatever a role was granted by hand on this schema's
+    # tables goes first, so each run leaves exactly the grants below.
     for statement in (
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA {preparer.quote(schema)} FROM {query}, {updater}",
         f"GRANT CONNECT ON DATABASE {preparer.quote(database)} TO {query}, {updater}",
         f"GRANT TEMPORARY ON DATABASE {preparer.quote(database)} TO {updater}",
         f"GRANT USAGE ON SCHEMA {preparer.quote(schema)} TO {query}, {updater}",
