@@ -13,17 +13,22 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# The versions CI tested: requirements/image.lock pins every runtime dependency (not the
+# `test` and `local` extras: no test tools, no pgserver, the embedded PostgreSQL; the image
+# gets its database from WALLET_DATABASE_* or DATABASE_URL) to the release test.lock pins,
+# which is what the Makefile's venv, and so CI, installs; pip checks each file's hash. Then
+# the project itself, without resolving anything; `pip check` fails the build if the lock
+# misses a dependency, the last command if pgserver came in anyway. `make lock` writes the
+# locks; `make image-check` builds this file and runs each process from the image.
+COPY requirements/pip.lock requirements/image.lock ./requirements/
+RUN pip install --require-hashes -r requirements/pip.lock \
+    && pip install --require-hashes -r requirements/image.lock
 COPY pyproject.toml ./
 COPY services ./services
 COPY gateway ./gateway
 COPY wallet ./wallet
-# The same install step CI runs (the Makefile's `pip install --upgrade pip` then
-# `pip install -e '.[test]'`, from pyproject.toml), so what CI tests is what ships. Here it
-# is a regular install with no extras: no test tools, and not the `local` extra (pgserver,
-# an embedded PostgreSQL): the image always gets its database from WALLET_DATABASE_* or
-# DATABASE_URL. The last command fails the build if pgserver came in anyway.
-RUN pip install --upgrade pip \
-    && pip install . \
+RUN pip install --no-deps . \
+    && pip check \
     && if pip show pgserver >/dev/null 2>&1; then echo "pgserver must not be in the image" >&2; exit 1; fi
 
 FROM python:3.11-slim-bookworm AS runtime

@@ -16,11 +16,61 @@ dev: $(VENV)/.installed node_modules/.installed java-check
 test: $(VENV)/.installed node_modules/.installed java-check lint typecheck protos-check infra-check
 	$(BIN)/pytest
 
-$(VENV)/.installed: pyproject.toml
+# From the locks (requirements/, `make lock`): test.lock pins every package CI tests, and the
+# image installs the same pins (image.lock); the project itself goes in editable, without
+# resolving anything.
+$(VENV)/.installed: pyproject.toml requirements/pip.lock requirements/test.lock
 	python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/pip.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements/test.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# The locks, with the sha256 of every file PyPI has for each pinned release, resolved for
+# Python 3.11 on linux x86_64 (glibc 2.36: Debian bookworm, the image's base):
+#   test.lock   the dependencies with the `test` extra (which includes `local`): the venv above
+#   image.lock  the runtime dependencies only, with test.lock as a constraint, so each pin in
+#               it is test.lock's: the image runs the versions CI tested
+#   pip.lock, uv-tool.lock  pip (venv and image) and uv (this target), from their .in files
+# pyproject.toml keeps the compatible ranges; the locks are this application's pins. `make
+# lock` keeps every pin that still fits pyproject.toml and resolves only what changed;
+# `make lock LOCK_ARGS=--upgrade` takes the newest releases, `LOCK_ARGS='--upgrade-package
+# boto3'` those of one package. For test.lock it runs:
+#   uv pip compile --no-config --index-url https://pypi.org/simple --python-version 3.11 \
+#     --python-platform x86_64-manylinux_2_36 --generate-hashes \
+#     --custom-compile-command 'make lock' pyproject.toml --extra test -o requirements/test.lock
+# and for image.lock the same with `-c requirements/test.lock` instead of `--extra test`.
+# uv reads no pip configuration (this machine's find-links, extra indexes and constraints)
+# and, with --no-config, no uv.toml; the UV_* environment variables are unset for it.
+LOCK_VENV := .venv-uv
+LOCK_UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements/uv-tool.lock)
+LOCK_COMPILE := env $(foreach name,$(filter UV_%,$(.VARIABLES)),-u $(name)) \
+	$(LOCK_VENV)/bin/uv pip compile --quiet --no-config --index-url https://pypi.org/simple \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_36 --generate-hashes \
+	--custom-compile-command 'make lock' $(LOCK_ARGS)
+
+.PHONY: lock image-check
+
+# The stamp names the uv version uv-tool.lock pins (the checkov venv's pattern below).
+$(LOCK_VENV)/.installed-$(LOCK_UV_VERSION):
+	rm -rf $(LOCK_VENV)
+	python3 -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --require-hashes -r requirements/uv-tool.lock
+	touch $@
+
+lock: $(LOCK_VENV)/.installed-$(LOCK_UV_VERSION)
+	$(LOCK_COMPILE) pyproject.toml --extra test -o requirements/test.lock
+	$(LOCK_COMPILE) pyproject.toml -c requirements/test.lock -o requirements/image.lock
+	$(LOCK_COMPILE) requirements/pip.in -o requirements/pip.lock
+	$(LOCK_COMPILE) requirements/uv-tool.in -o requirements/uv-tool.lock
+
+# Builds the image with buildah (no Docker engine) on a stand-in for its base (Debian
+# bookworm's Python 3.11, cached under build/), then runs each process from it against a
+# DynamoDB Local and the PostgreSQL on 127.0.0.1:5432 and checks its health check answers.
+# Needs root, buildah and debootstrap (apt-get install -y buildah debootstrap). Not part of
+# `make test`: see scripts/image_check.py.
+image-check: $(VENV)/.installed node_modules/.installed java-check
+	$(PY) scripts/image_check.py
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -120,4 +170,4 @@ bench-write: $(VENV)/.installed node_modules/.installed java-check
 	$(BIN)/wallet bench write
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .wallet-dev .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LOCK_VENV) build node_modules .wallet-dev .mypy_cache .pytest_cache .ruff_cache
