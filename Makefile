@@ -163,7 +163,7 @@ infra-check: $(VENV)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) te
 	  | grep -c 'PASSED for resource: aws_ecs_task_definition'); \
 	tasks=$$(grep -h '^resource "aws_ecs_task_definition"' terraform/*.tf | wc -l); \
 	test "$$read" -eq "$$tasks" || { echo "checkov evaluated $$read of $$tasks task definitions" >&2; exit 1; }
-	$(BIN)/mypy --strict docker/healthcheck.py
+	$(BIN)/mypy --strict docker/healthcheck.py scripts/image_check.py
 	$(BIN)/pytest --quiet --no-header tests/unit/test_infrastructure_drift.py
 
 bench-write: $(VENV)/.installed node_modules/.installed java-check

@@ -1,4 +1,14 @@
 locals {
+  # deploy/release.py evaluates this with `terraform console` right after a targeted apply,
+  # whose outputs still hold the previous release's values.
+  migrate_task = {
+    region              = var.region
+    cluster             = aws_ecs_cluster.wallet.name
+    task_definition_arn = aws_ecs_task_definition.migrate.arn
+    container           = "migrate"
+    subnets             = var.private_subnet_ids
+    security_groups     = [local.task_security_groups.migrate]
+  }
   run_task_networks = {
     for name in ["updater", "migrate"] : name => format(
       "awsvpcConfiguration={subnets=[%s],securityGroups=[%s],assignPublicIp=DISABLED}",
@@ -63,14 +73,7 @@ output "migrate_command" {
 
 output "migrate_task" {
   description = "What deploy/release.py needs to run `wallet migrate` with this apply's task definition."
-  value = {
-    region              = var.region
-    cluster             = aws_ecs_cluster.wallet.name
-    task_definition_arn = aws_ecs_task_definition.migrate.arn
-    container           = "migrate"
-    subnets             = var.private_subnet_ids
-    security_groups     = [local.task_security_groups.migrate]
-  }
+  value       = local.migrate_task
 }
 
 output "updater_rebuild_command" {

@@ -7,10 +7,14 @@ What moto cannot do is filled in or switched off here, each for a stated reason:
 - AWS managed IAM policies: moto loads them only when asked (MOTO_IAM_LOAD_MANAGED_POLICIES);
 - ECS services never reach a steady state in moto (no task ever runs), so the override
   file does not wait for one;
-- Application Auto Scaling's ListTagsForResource is not implemented in moto, and the
-  provider retries the error until its timeout: it answers no tags here.
+- Application Auto Scaling's tag calls are not implemented in moto, and the provider
+  retries the error until its timeout: tags are kept in a dict here;
+- moto's RunTask wants a memory size on each container, as the EC2 launch type does;
+  Fargate takes the task's, which is all terraform/ gives: a container without one counts
+  as 0 here.
 """
 
+import copy
 import json
 import logging
 import os
@@ -78,6 +82,8 @@ class Applied:
     outputs: dict[str, Any]
     endpoint_url: str
     variables: dict[str, Any]
+    workdir: Path
+    terraform_env: dict[str, str]
 
     def client(self, service: str) -> Any:
         return moto_client(self.endpoint_url, service)
@@ -98,12 +104,39 @@ def moto_server() -> Iterator[str]:
     """An in-process moto server, with AWS managed policies loaded; yields its URL."""
     os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
+    from moto.ecs.models import EC2ContainerServiceBackend
     from moto.server import ThreadedMotoServer
 
+    tags: dict[str, dict[str, str]] = {}
+
     def list_tags_for_resource(self: ApplicationAutoScalingResponse) -> str:
-        return json.dumps({"Tags": {}})
+        return json.dumps({"Tags": tags.get(self._get_param("ResourceARN"), {})})
+
+    def tag_resource(self: ApplicationAutoScalingResponse) -> str:
+        tags.setdefault(self._get_param("ResourceARN"), {}).update(self._get_param("Tags"))
+        return "{}"
+
+    def untag_resource(self: ApplicationAutoScalingResponse) -> str:
+        resource = tags.get(self._get_param("ResourceARN"), {})
+        for key in self._get_param("TagKeys"):
+            resource.pop(key, None)
+        return "{}"
 
     ApplicationAutoScalingResponse.list_tags_for_resource = list_tags_for_resource  # type: ignore[attr-defined]
+    ApplicationAutoScalingResponse.tag_resource = tag_resource  # type: ignore[attr-defined]
+    ApplicationAutoScalingResponse.untag_resource = untag_resource  # type: ignore[attr-defined]
+    requirements = EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+    def fargate_requirements(task_definition: Any) -> Any:
+        sized = copy.copy(task_definition)
+        sized.container_definitions = [
+            {"memory": 0, **each} for each in task_definition.container_definitions
+        ]
+        return requirements(sized)
+
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(  # type: ignore[method-assign]
+        fargate_requirements
+    )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
@@ -174,14 +207,17 @@ def cli_config(directory: Path) -> Path:
     return path
 
 
+def terraform_env(config: Path) -> dict[str, str]:
+    """Terraform's environment: the mirror's CLI config, and no AWS_* of the tests (the
+    provider's endpoints and keys are in the override file)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    return {**env, "TF_CLI_CONFIG_FILE": str(config), "TF_IN_AUTOMATION": "1"}
+
+
 def terraform(workdir: Path, config: Path, *args: str) -> str:
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(config), "TF_IN_AUTOMATION": "1"}
-    for name in list(env):
-        if name.startswith("AWS_"):
-            del env[name]
     done = subprocess.run(
         ["terraform", f"-chdir={workdir}", args[0], "-no-color", *args[1:]],
-        env=env,
+        env=terraform_env(config),
         capture_output=True,
         text=True,
         timeout=900,
@@ -221,4 +257,6 @@ def applied_on_moto(scratch: Path) -> Iterator[Applied]:
             outputs={name: output["value"] for name, output in outputs.items()},
             endpoint_url=endpoint_url,
             variables=variables,
+            workdir=workdir,
+            terraform_env=terraform_env(config),
         )

@@ -10,12 +10,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import jwt
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.ecs.models import ecs_backends
 
+from deploy.release import Steps, release
 from services.ledger.adapters import ledger_table
 from services.ledger.adapters.write_store import DYNAMODB_ACTIONS as COMMAND_ACTIONS
 from services.local.dynamodb_local import DynamoDBLocal, free_port
@@ -324,3 +328,54 @@ def test_the_applied_task_definitions_record_and_read_a_deposit_here(
         for service in reversed(started):
             service.stop()
         jwks.stop()
+
+
+# --- a release (last: it changes the applied image) ----------------------------------------
+
+
+class MotoRelease(Steps):
+    """The release's own steps, Terraform and boto3 both against moto. moto starts no
+    container, so a started task is stopped here with the exit code `wallet migrate`
+    gives on success, and the image it would have run is remembered."""
+
+    def __init__(self, applied: Applied) -> None:
+        super().__init__(applied.workdir, sleep=lambda _: None, terraform_env=applied.terraform_env)
+        self.migrated_with: list[str] = []
+
+    def aws(self, region: str, service: str, operation: str, **params: Any) -> dict[str, Any]:
+        answer = super().aws(region, service, operation, **params)
+        if operation == "run_task":
+            ecs = boto3.client("ecs", region_name=region)
+            task_arn = answer["tasks"][0]["taskArn"]
+            ecs.stop_task(cluster=params["cluster"], task=task_arn, reason="Essential exited")
+            task = ecs_backends[DEFAULT_ACCOUNT_ID][region].tasks[params["cluster"]][task_arn]
+            for each in task.containers:
+                each.exitCode = 0
+            definition = ecs.describe_task_definition(taskDefinition=params["taskDefinition"])
+            self.migrated_with.append(
+                definition["taskDefinition"]["containerDefinitions"][0]["image"]
+            )
+        return answer
+
+
+@pytest.mark.timeout(900)  # two applies
+def test_a_release_migrates_with_its_new_image_then_rolls_the_services(
+    applied: Applied, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECS", applied.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "moto")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "moto")
+    ecs = applied.client("ecs")
+    before = ecs.describe_services(cluster="wallet", services=["gateway"])["services"][0]
+    steps = MotoRelease(applied)
+
+    release(steps, "next-release", ["-auto-approve"])
+
+    repository = applied.outputs["ecr_repository_url"]
+    assert steps.migrated_with == [f"{repository}:next-release"]
+    after = ecs.describe_services(cluster="wallet", services=["gateway"])["services"][0]
+    rolled = ecs.describe_task_definition(taskDefinition=after["taskDefinition"])
+    assert rolled["taskDefinition"]["containerDefinitions"][0]["image"].endswith(":next-release")
+    # The revision that ran before stays registered: the documented rollback target.
+    previous = ecs.describe_task_definition(taskDefinition=before["taskDefinition"])
+    assert previous["taskDefinition"]["status"] == "ACTIVE"

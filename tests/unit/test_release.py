@@ -2,7 +2,7 @@
 through boto3 to moto, so botocore checks each call against the ECS API; what a stopped
 task reports (its exit code) is set in moto's backend, as a real task would set it."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ecs.models import ecs_backends
 
 from deploy.release import (
-    MIGRATE_TARGET,
+    MIGRATE_TARGETS,
     DryRun,
     MigrateTask,
     ReleaseFailed,
@@ -25,6 +25,7 @@ from deploy.release import (
 REGION = "eu-west-1"
 TAG = "0123abc"
 VARS = ["-var-file=/env/production.tfvars"]
+TARGETS = " ".join(f"-target={address}" for address in MIGRATE_TARGETS)
 
 
 class RecordedTerraform(Steps):
@@ -40,7 +41,7 @@ class RecordedTerraform(Steps):
     def terraform(self, *args: str) -> None:
         self.log.append("terraform " + " ".join(args))
 
-    def migrate_task(self) -> MigrateTask:
+    def migrate_task(self, terraform_args: Sequence[str]) -> MigrateTask:
         return self._task
 
     def aws(self, region: str, service: str, operation: str, **params: Any) -> dict[str, Any]:
@@ -97,9 +98,9 @@ def migrate_task(monkeypatch: pytest.MonkeyPatch) -> Iterator[MigrateTask]:
 def test_a_migration_that_succeeds_is_followed_by_the_full_apply(migrate_task: MigrateTask) -> None:
     log: list[str] = []
     release(RecordedTerraform(migrate_task, exit_code=0, log=log), TAG, VARS)
-    assert log[0] == f"terraform apply -target={MIGRATE_TARGET} {VARS[0]} -var=image_tag={TAG}"
-    assert log[1] == "ecs.run_task"
-    assert "ecs.describe_tasks" in log[2:-1]
+    assert log[0] == f"terraform apply {TARGETS} {VARS[0]} -var=image_tag={TAG}"
+    assert log[1:3] == ["ecs.describe_task_definition", "ecs.run_task"]
+    assert "ecs.describe_tasks" in log[3:-1]
     assert log[-1] == f"terraform apply {VARS[0]} -var=image_tag={TAG}"
 
 
@@ -111,7 +112,7 @@ def test_a_migration_that_fails_rolls_no_service(
     with pytest.raises(ReleaseFailed, match=f"exit code {exit_code}.*no service was rolled"):
         release(RecordedTerraform(migrate_task, exit_code=exit_code, log=log), TAG, VARS)
     assert [line for line in log if line.startswith("terraform")] == [
-        f"terraform apply -target={MIGRATE_TARGET} {VARS[0]} -var=image_tag={TAG}"
+        f"terraform apply {TARGETS} {VARS[0]} -var=image_tag={TAG}"
     ]
 
 
@@ -123,21 +124,31 @@ def test_a_migrate_task_that_does_not_start_rolls_no_service(migrate_task: Migra
     assert log.count(f"terraform apply {VARS[0]} -var=image_tag={TAG}") == 0
 
 
+def test_a_migrate_task_definition_of_another_image_is_not_run(migrate_task: MigrateTask) -> None:
+    """A stale migrate_task (the previous release's revision) must never be migrated with."""
+    log: list[str] = []
+    with pytest.raises(ReleaseFailed, match="not the tag newer"):
+        release(RecordedTerraform(migrate_task, exit_code=0, log=log), "newer", VARS)
+    assert "ecs.run_task" not in log
+
+
 def test_the_dry_run_prints_every_step_in_order_and_changes_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["--tag", TAG, "--var-file", "/env/production.tfvars", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].endswith(f"apply -target={MIGRATE_TARGET} {VARS[0]} -var=image_tag={TAG}")
-    assert lines[1].endswith("output -json migrate_task")
-    assert lines[2].startswith("aws ecs run_task --region <region> ")
-    assert '"launchType": "FARGATE"' in lines[2]
-    assert lines[3].startswith("aws ecs describe_tasks --region <region> ")
-    assert lines[4].endswith(f"apply {VARS[0]} -var=image_tag={TAG}")
-    assert len(lines) == 5
+    assert lines[0].endswith(f"apply {TARGETS} {VARS[0]} -var=image_tag={TAG}")
+    assert "console" in lines[1]
+    assert lines[1].endswith("'jsonencode(local.migrate_task)'")
+    assert lines[2].startswith("aws ecs describe_task_definition --region <region> ")
+    assert lines[3].startswith("aws ecs run_task --region <region> ")
+    assert '"launchType": "FARGATE"' in lines[3]
+    assert lines[4].startswith("aws ecs describe_tasks --region <region> ")
+    assert lines[5].endswith(f"apply {VARS[0]} -var=image_tag={TAG}")
+    assert len(lines) == 6
 
 
 def test_the_dry_run_answers_like_a_migration_that_succeeded() -> None:
     printed: list[str] = []
-    release(DryRun(Path("terraform"), out=printed.append), TAG, VARS)
-    assert len(printed) == 5
+    release(DryRun(Path("terraform"), TAG, out=printed.append), TAG, VARS)
+    assert len(printed) == 6
