@@ -12,23 +12,8 @@ from sqlalchemy.engine import make_url
 from services.ledger.adapters.database import RdsIamToken, create_database_engine
 from services.ledger.settings import Settings
 
-_DATABASE_VARIABLES = (
-    "DATABASE_URL",
-    "WALLET_DATABASE_URL",
-    "WALLET_DATABASE_HOST",
-    "WALLET_DATABASE_PORT",
-    "WALLET_DATABASE_NAME",
-    "WALLET_DATABASE_USER",
-    "WALLET_DATABASE_PASSWORD",
-    "WALLET_DATABASE_IAM_AUTH",
-)
+pytestmark = pytest.mark.usefixtures("no_database_environment")
 HOST = "wallet-read-model.cluster-ro-abc.eu-west-1.rds.amazonaws.com"
-
-
-@pytest.fixture(autouse=True)
-def _only_these_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _DATABASE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -7,21 +7,7 @@ from sqlalchemy.engine import make_url
 from services.ledger.adapters.database import sqlalchemy_url
 from services.ledger.settings import Settings
 
-_DATABASE_VARIABLES = (
-    "DATABASE_URL",
-    "WALLET_DATABASE_URL",
-    "WALLET_DATABASE_HOST",
-    "WALLET_DATABASE_PORT",
-    "WALLET_DATABASE_NAME",
-    "WALLET_DATABASE_USER",
-    "WALLET_DATABASE_PASSWORD",
-)
-
-
-@pytest.fixture(autouse=True)
-def _no_database_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _DATABASE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_database_environment")
 
 
 def test_no_database_settings_leave_the_url_unset() -> None:
