@@ -13,8 +13,13 @@ GEN_DIR := wallet/v1
 dev: $(VENV)/.installed node_modules/.installed java-check
 	$(BIN)/wallet dev
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist): most tests wait on a server or a
+# subprocess, so two workers on two cores about halve the run. --dist loadscope hands out whole
+# modules, so a module's fixtures (the Terraform apply on moto) run once.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed node_modules/.installed java-check lint typecheck protos-check infra-check
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses=$(TEST_WORKERS) --dist=loadscope
 
 # From the locks (requirements/, `make lock`): test.lock pins every package CI tests, and the
 # image installs the same pins (image.lock); the project itself goes in editable, without
