@@ -53,7 +53,8 @@ from services.bench.stack import (
     stack_database,
     stack_processes,
 )
-from services.ledger.adapters.write_store import dynamodb_client, record_transaction_items
+from services.ledger.adapters.ledger_table import record_transaction_items
+from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.domain.money import format_amount
 from services.ledger.domain.records import Deposit
 from services.ledger.proto_time import datetime_to_timestamp

@@ -35,18 +35,18 @@ from services.bench.processes import child_env, wallet_process
 from services.bench.scratch_database import scratch_database
 from services.bench.sigterm import interrupted_by_sigterm
 from services.ledger.adapters.database import create_database_engine
-from services.ledger.adapters.ledger_table import ensure_table
+from services.ledger.adapters.ledger_table import ensure_table, record_transaction_items
 from services.ledger.adapters.write_store import (
     DynamoWriteStore,
     dynamodb_client,
-    record_transaction_items,
 )
+from services.ledger.domain.aggregates import AggregateImage
 from services.ledger.domain.buckets import BUCKET
 from services.ledger.domain.records import Deposit
 from services.ledger.proto_time import datetime_to_timestamp
 from services.ledger.settings import Settings
 from services.local.dynamodb_local import DynamoDBLocal, free_port
-from services.updater.positions import AggregateImage, ShardPosition
+from services.updater.positions import ShardPosition
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import PassReport, Projector
 from services.updater.stream_reader import StreamBatch, StreamReader, streams_client

@@ -42,11 +42,10 @@ from services.bench.load import LoadRun, combined, run_concurrently
 from services.bench.memory import PeakRss
 from services.bench.processes import child_env, wallet_process
 from services.bench.sigterm import interrupted_by_sigterm
-from services.ledger.adapters.ledger_table import ensure_table
+from services.ledger.adapters.ledger_table import ensure_table, record_transaction_items
 from services.ledger.adapters.write_store import (
     DynamoWriteStore,
     dynamodb_client,
-    record_transaction_items,
 )
 from services.ledger.domain.money import format_amount
 from services.ledger.domain.records import Deposit

@@ -4,7 +4,8 @@ are spent, and what a pass may claim to have read."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+
+from services.ledger.domain.aggregates import AggregateImage
 
 REBUILD_HINT = "run `wallet update --rebuild` to rebuild the read model from the table"
 
@@ -46,21 +47,6 @@ class StreamShard:
     def start(self) -> ShardPosition:
         """Before the shard's first record."""
         return ShardPosition(self.shard_id, self.starting_sequence_number, at_sequence_number=True)
-
-
-@dataclass(frozen=True)
-class AggregateImage:
-    """The newest state of one DynamoDB aggregate item."""
-
-    wallet_id: str
-    bucket: datetime
-    shard: int
-    amount: Decimal
-    record_count: int
-
-    @property
-    def key(self) -> tuple[str, datetime, int]:
-        return (self.wallet_id, self.bucket, self.shard)
 
 
 def keep_newest(

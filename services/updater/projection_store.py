@@ -13,7 +13,8 @@ from sqlalchemy.exc import DBAPIError
 
 from services.ledger.adapters.read_model import projection_status, stream_checkpoints
 from services.ledger.adapters.read_store import read_model_as_of
-from services.updater.positions import AggregateImage, ShardPosition
+from services.ledger.domain.aggregates import AggregateImage
+from services.updater.positions import ShardPosition
 
 # pg_advisory_lock key of the updater: "wallet-updater" folded into 63 bits.
 UPDATER_LOCK_KEY = 0x77616C6C6574_7570

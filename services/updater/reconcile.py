@@ -13,9 +13,7 @@ from sqlalchemy import Engine, select, text
 from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.read_model import shard_aggregates
 from services.ledger.adapters.table_scan import Item, parallel_scan
-from services.ledger.domain.buckets import parse_instant
 from services.ledger.domain.money import exact_arithmetic
-from services.updater.stream_reader import aggregate_image
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -90,7 +88,7 @@ def _aggregates(dynamodb: "DynamoDBClient", table_name: str, segments: int) -> T
     totals: Totals = {}
 
     def add(items: list[Item]) -> None:
-        for image in map(aggregate_image, items):
+        for image in map(t.aggregate_from_item, items):
             if image is not None:
                 totals[image.key] = (image.amount, image.record_count)
 
@@ -104,13 +102,10 @@ def _record_totals(dynamodb: "DynamoDBClient", table_name: str, segments: int) -
 
     def add(items: list[Item]) -> None:
         with exact_arithmetic():
-            for item in items:
-                key = (
-                    item[t.WALLET_ID]["S"],
-                    parse_instant(item[t.BUCKET]["S"]),
-                    int(item[t.SHARD]["N"]),
-                )
-                sums[key] += Decimal(item[t.AMOUNT]["N"])
+            for record_item in map(t.record_from_item, items):
+                deposit = record_item.record.deposit
+                key = (deposit.wallet_id, deposit.bucket, record_item.shard)
+                sums[key] += deposit.amount
                 counts[key] += 1
 
     parallel_scan(dynamodb, table_name, t.RECORD_KIND, segments, add)

@@ -12,9 +12,8 @@ from botocore.config import Config
 
 from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.table_scan import Item, parallel_scan
-from services.ledger.domain.buckets import parse_instant
+from services.ledger.domain.aggregates import AggregateImage
 from services.updater.positions import (
-    AggregateImage,
     CheckpointLost,
     ShardPosition,
     StreamShard,
@@ -66,19 +65,6 @@ class _FirstNewer:
                 self._sequence = int(records[0]["dynamodb"]["SequenceNumber"])
             self._iterator = page.get("NextShardIterator")
         return self._sequence is not None and int(sequence_number) >= self._sequence
-
-
-def aggregate_image(item: dict[str, Any]) -> AggregateImage | None:
-    """The aggregate an item image describes, or None for other items (records)."""
-    if item.get(t.KIND, {}).get("S") != t.AGGREGATE_KIND:
-        return None
-    return AggregateImage(
-        wallet_id=item[t.WALLET_ID]["S"],
-        bucket=parse_instant(item[t.BUCKET]["S"]),
-        shard=int(item[t.SHARD]["N"]),
-        amount=t.aggregate_amount(item),
-        record_count=int(item[t.RECORD_COUNT]["N"]),
-    )
 
 
 class ShardEnd(Enum):
@@ -184,7 +170,7 @@ class StreamReader:
             records = page.get("Records", [])
             for record in records:
                 batch.records_read += 1
-                image = aggregate_image(dict(record["dynamodb"].get("NewImage", {})))
+                image = t.aggregate_from_item(dict(record["dynamodb"].get("NewImage", {})))
                 if image is not None:
                     keep_newest(batch.images, image)
             if records:
@@ -250,7 +236,7 @@ class StreamReader:
         parallel scan. Calls to `consume` never overlap."""
 
         def images(items: list[Item]) -> None:
-            consume([image for image in map(aggregate_image, items) if image is not None])
+            consume([image for image in map(t.aggregate_from_item, items) if image is not None])
 
         parallel_scan(self._dynamodb, self._table_name, t.AGGREGATE_KIND, segments, images)
 

@@ -22,6 +22,7 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
+from services.ledger.domain.aggregates import AggregateImage
 from services.ledger.settings import PROJECT_ROOT
 from services.local.dynamodb_local import DynamoDBLocal
 from services.updater.main import (
@@ -29,7 +30,6 @@ from services.updater.main import (
     PASS_COMPLETED_MESSAGE,
     READ_MODEL_AGE_FIELD,
 )
-from services.updater.positions import AggregateImage
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.stream_reader import StreamReader, streams_client

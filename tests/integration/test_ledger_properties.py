@@ -39,8 +39,10 @@ from sqlalchemy import Engine
 
 from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.database import create_database_engine
+from services.ledger.adapters.ledger_table import aggregate_from_item
 from services.ledger.adapters.read_store import PostgresReadStore
 from services.ledger.adapters.write_store import DynamoWriteStore, WriteStore
+from services.ledger.domain.aggregates import AggregateImage
 from services.ledger.domain.buckets import BUCKET
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.money import exact_arithmetic, format_amount, parse_amount
@@ -52,13 +54,11 @@ from services.ledger.domain.records import (
     Replayed,
     StoredRecord,
 )
-from services.updater.positions import AggregateImage
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.stream_reader import (
     DEFAULT_CHUNK_RECORDS,
     StreamReader,
-    aggregate_image,
     streams_client,
 )
 
@@ -376,7 +376,7 @@ class LedgerMachine(RuleBasedStateMachine):
             ExpressionAttributeValues={":prefix": {"S": self.prefix}},
         ):
             for item in page["Items"]:
-                image = aggregate_image(dict(item))
+                image = aggregate_from_item(dict(item))
                 if image is not None:
                     images.append(image)
         return images

@@ -23,9 +23,10 @@ from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_model import metadata
 from services.ledger.adapters.read_store import PostgresReadStore
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
+from services.ledger.domain.aggregates import AggregateImage
 from services.ledger.domain.records import Deposit, Recorded
 from services.ledger.settings import Settings
-from services.updater.positions import AggregateImage, CheckpointLost, ShardPosition
+from services.updater.positions import CheckpointLost, ShardPosition
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.stream_reader import StreamBatch, StreamReader, streams_client

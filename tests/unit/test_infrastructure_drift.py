@@ -668,7 +668,7 @@ def _transaction_item_actions() -> set[str]:
         occurred_at=datetime(2019, 10, 5, 13, 48, 1, tzinfo=UTC),
         amount=Decimal("1.1"),
     )
-    items = write_store.record_transaction_items("t", deposit, 0, deposit.occurred_at)
+    items = ledger_table.record_transaction_items("t", deposit, 0, deposit.occurred_at)
     return {_TRANSACT_ITEM_ACTIONS[kind] for item in items for kind in item}
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.ledger.domain.aggregates import AggregateImage
 from services.updater.positions import (
-    AggregateImage,
     CheckpointLost,
     ShardPosition,
     StreamShard,

@@ -10,11 +10,11 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from mypy_boto3_dynamodb.client import DynamoDBClient
 
+from services.ledger.adapters.ledger_table import record_from_item, record_transaction_items
 from services.ledger.adapters.write_store import (
     DynamoWriteStore,
     StoreContended,
     StoreUnavailable,
-    stored_record_from_item,
 )
 from services.ledger.domain.records import (
     Conflicting,
@@ -68,14 +68,9 @@ def in_progress() -> ClientError:
 def stored_record_item(fingerprint: str) -> dict[str, Any]:
     """DEPOSIT's record item, with the fingerprint stored in it, as a cancelled Put hands
     it back (ReturnValuesOnConditionCheckFailure: ALL_OLD)."""
-    return {
-        "wallet_id": {"S": "w1"},
-        "request_id": {"S": "req-1"},
-        "amount": {"N": "2.50"},
-        "occurred_at": {"S": "2024-06-01T11:50:00.000000Z"},
-        "fingerprint": {"S": fingerprint},
-        "recorded_at": {"S": "2024-06-01T11:55:00.000000Z"},
-    }
+    recorded_at = datetime(2024, 6, 1, 11, 55, tzinfo=UTC)
+    put = record_transaction_items("ledger", DEPOSIT, 3, recorded_at)[0]["Put"]
+    return {**put["Item"], "amount": {"N": "2.50"}, "fingerprint": {"S": fingerprint}}
 
 
 class ScriptedClient:
@@ -262,7 +257,7 @@ def test_an_existing_record_wins_over_a_refused_aggregate() -> None:
     failed = {"Code": "ConditionalCheckFailed", "Item": stored_item}
     client = ScriptedClient([cancelled(failed, {"Code": "ValidationError"})])
     outcome = make_store(client, RecordingSleep()).record(DEPOSIT)
-    assert outcome == Replayed(stored_record_from_item(stored_item))
+    assert outcome == Replayed(record_from_item(stored_item).record)
 
 
 # --- an attempt still in progress ---------------------------------------------------------
@@ -289,7 +284,7 @@ def test_an_in_progress_attempt_that_ends_cancelled_is_decided_as_usual() -> Non
     failed = {"Code": "ConditionalCheckFailed", "Item": stored_item}
     client = ScriptedClient([in_progress(), cancelled(failed, NONE)])
     outcome = make_store(client, RecordingSleep()).record(DEPOSIT)
-    assert outcome == Replayed(stored_record_from_item(stored_item))
+    assert outcome == Replayed(record_from_item(stored_item).record)
     assert len({call["ClientRequestToken"] for call in client.calls}) == 1
 
 
@@ -320,7 +315,7 @@ def test_condition_failure_decides_from_the_returned_item() -> None:
     failed = {"Code": "ConditionalCheckFailed", "Item": stored_item}
     client = ScriptedClient([cancelled(failed, NONE)])
     outcome = make_store(client, RecordingSleep()).record(DEPOSIT)
-    assert outcome == Replayed(stored_record_from_item(stored_item))
+    assert outcome == Replayed(record_from_item(stored_item).record)
     assert isinstance(outcome, Replayed)
     assert outcome.record.recorded_at == datetime(2024, 6, 1, 11, 55, tzinfo=UTC)
 
@@ -333,7 +328,7 @@ def test_the_stored_fingerprint_is_read_not_recomputed() -> None:
     failed = {"Code": "ConditionalCheckFailed", "Item": stored_item}
     client = ScriptedClient([cancelled(failed, NONE)])
     outcome = make_store(client, RecordingSleep()).record(DEPOSIT)
-    assert outcome == Conflicting(stored_record_from_item(stored_item))
+    assert outcome == Conflicting(record_from_item(stored_item).record)
 
 
 def retries() -> float:

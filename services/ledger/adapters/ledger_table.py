@@ -1,16 +1,25 @@
-"""The single DynamoDB table: its definition, key layout, item attribute names, and how an
-aggregate item holds its running sum.
+"""The single DynamoDB table: its definition, key layout, item attribute names, and the one
+codec of its items: a deposit written as its record and aggregate, and read back from a
+record item, an aggregate item or a stream image of one.
 
 Terraform's table must match `table_definition` (a test checks).
 """
 
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from services.ledger.domain.buckets import format_instant
-from services.ledger.domain.money import MAX_FRACTION_DIGITS, canonical_amount, exact_arithmetic
+from services.ledger.domain.aggregates import AggregateImage
+from services.ledger.domain.buckets import format_instant, parse_instant
+from services.ledger.domain.money import (
+    MAX_FRACTION_DIGITS,
+    canonical_amount,
+    exact_arithmetic,
+    format_amount,
+)
+from services.ledger.domain.records import Deposit, StoredRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -121,6 +130,101 @@ def _integer(number: str) -> int:
     if value != value.to_integral_value():
         raise ValueError(f"not an integer: {number}")
     return int(value)
+
+
+def record_transaction_items(
+    table_name: str, deposit: Deposit, shard: int, recorded_at: datetime
+) -> list[dict[str, Any]]:
+    """The two TransactWriteItems entries for one deposit."""
+    whole, atto = aggregate_amount_parts(deposit.amount)
+    record_item = {
+        **record_key(deposit.wallet_id, deposit.request_id),
+        KIND: {"S": RECORD_KIND},
+        WALLET_ID: {"S": deposit.wallet_id},
+        REQUEST_ID: {"S": deposit.request_id},
+        AMOUNT: {"N": format_amount(deposit.amount)},
+        OCCURRED_AT: {"S": format_instant(deposit.occurred_at)},
+        BUCKET: {"S": format_instant(deposit.bucket)},
+        SHARD: {"N": str(shard)},
+        FINGERPRINT: {"S": deposit.fingerprint},
+        RECORDED_AT: {"S": format_instant(recorded_at)},
+    }
+    return [
+        {
+            "Put": {
+                "TableName": table_name,
+                "Item": record_item,
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": PARTITION_KEY},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        },
+        {
+            "Update": {
+                "TableName": table_name,
+                "Key": aggregate_key(deposit.wallet_id, deposit.bucket, shard),
+                "UpdateExpression": (
+                    "SET #kind = :kind, #wallet = :wallet, #bucket = :bucket, #shard = :shard "
+                    "ADD #whole :whole, #atto :atto, #count :one"
+                ),
+                "ExpressionAttributeNames": {
+                    "#kind": KIND,
+                    "#wallet": WALLET_ID,
+                    "#bucket": BUCKET,
+                    "#shard": SHARD,
+                    "#whole": AMOUNT_WHOLE,
+                    "#atto": AMOUNT_ATTO,
+                    "#count": RECORD_COUNT,
+                },
+                "ExpressionAttributeValues": {
+                    ":kind": {"S": AGGREGATE_KIND},
+                    ":wallet": {"S": deposit.wallet_id},
+                    ":bucket": {"S": format_instant(deposit.bucket)},
+                    ":shard": {"N": str(shard)},
+                    ":whole": {"N": str(whole)},
+                    ":atto": {"N": str(atto)},
+                    ":one": {"N": "1"},
+                },
+            }
+        },
+    ]
+
+
+@dataclass(frozen=True)
+class RecordItem:
+    """A record item read back: the record, the aggregate shard it was added to, and the
+    fingerprint of the payload first recorded under its key (for the replay decision)."""
+
+    record: StoredRecord
+    shard: int
+    fingerprint: str
+
+
+def record_from_item(item: dict[str, Any]) -> RecordItem:
+    deposit = Deposit(
+        wallet_id=item[WALLET_ID]["S"],
+        request_id=item[REQUEST_ID]["S"],
+        occurred_at=parse_instant(item[OCCURRED_AT]["S"]),
+        amount=Decimal(item[AMOUNT]["N"]),
+    )
+    return RecordItem(
+        StoredRecord(deposit, recorded_at=parse_instant(item[RECORDED_AT]["S"])),
+        shard=int(item[SHARD]["N"]),
+        fingerprint=item[FINGERPRINT]["S"],
+    )
+
+
+def aggregate_from_item(item: dict[str, Any]) -> AggregateImage | None:
+    """The aggregate an item (or a stream image of one) holds, or None for other items."""
+    if item.get(KIND, {}).get("S") != AGGREGATE_KIND:
+        return None
+    return AggregateImage(
+        wallet_id=item[WALLET_ID]["S"],
+        bucket=parse_instant(item[BUCKET]["S"]),
+        shard=int(item[SHARD]["N"]),
+        amount=aggregate_amount(item),
+        record_count=int(item[RECORD_COUNT]["N"]),
+    )
 
 
 def ensure_table(client: "DynamoDBClient", table_name: str) -> bool:

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
@@ -24,8 +23,6 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from services.ledger.adapters import ledger_table as t
-from services.ledger.domain.buckets import format_instant, parse_instant
-from services.ledger.domain.money import format_amount
 from services.ledger.domain.records import (
     Deposit,
     Recorded,
@@ -89,74 +86,6 @@ def dynamodb_client(max_pool_connections: int = 64) -> "DynamoDBClient":
     return boto3.client("dynamodb", config=config)
 
 
-def record_transaction_items(
-    table_name: str, deposit: Deposit, shard: int, recorded_at: datetime
-) -> list[dict[str, Any]]:
-    """The two TransactWriteItems entries for one deposit."""
-    whole, atto = t.aggregate_amount_parts(deposit.amount)
-    record_item = {
-        **t.record_key(deposit.wallet_id, deposit.request_id),
-        t.KIND: {"S": t.RECORD_KIND},
-        t.WALLET_ID: {"S": deposit.wallet_id},
-        t.REQUEST_ID: {"S": deposit.request_id},
-        t.AMOUNT: {"N": format_amount(deposit.amount)},
-        t.OCCURRED_AT: {"S": format_instant(deposit.occurred_at)},
-        t.BUCKET: {"S": format_instant(deposit.bucket)},
-        t.SHARD: {"N": str(shard)},
-        t.FINGERPRINT: {"S": deposit.fingerprint},
-        t.RECORDED_AT: {"S": format_instant(recorded_at)},
-    }
-    return [
-        {
-            "Put": {
-                "TableName": table_name,
-                "Item": record_item,
-                "ConditionExpression": "attribute_not_exists(#pk)",
-                "ExpressionAttributeNames": {"#pk": t.PARTITION_KEY},
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        },
-        {
-            "Update": {
-                "TableName": table_name,
-                "Key": t.aggregate_key(deposit.wallet_id, deposit.bucket, shard),
-                "UpdateExpression": (
-                    "SET #kind = :kind, #wallet = :wallet, #bucket = :bucket, #shard = :shard "
-                    "ADD #whole :whole, #atto :atto, #count :one"
-                ),
-                "ExpressionAttributeNames": {
-                    "#kind": t.KIND,
-                    "#wallet": t.WALLET_ID,
-                    "#bucket": t.BUCKET,
-                    "#shard": t.SHARD,
-                    "#whole": t.AMOUNT_WHOLE,
-                    "#atto": t.AMOUNT_ATTO,
-                    "#count": t.RECORD_COUNT,
-                },
-                "ExpressionAttributeValues": {
-                    ":kind": {"S": t.AGGREGATE_KIND},
-                    ":wallet": {"S": deposit.wallet_id},
-                    ":bucket": {"S": format_instant(deposit.bucket)},
-                    ":shard": {"N": str(shard)},
-                    ":whole": {"N": str(whole)},
-                    ":atto": {"N": str(atto)},
-                    ":one": {"N": "1"},
-                },
-            }
-        },
-    ]
-
-
-def stored_record_from_item(item: dict[str, Any]) -> StoredRecord:
-    deposit = Deposit(
-        wallet_id=item[t.WALLET_ID]["S"],
-        request_id=item[t.REQUEST_ID]["S"],
-        occurred_at=parse_instant(item[t.OCCURRED_AT]["S"]),
-        amount=Decimal(item[t.AMOUNT]["N"]),
-    )
-    return StoredRecord(deposit, recorded_at=parse_instant(item[t.RECORDED_AT]["S"]))
-
-
 class DynamoWriteStore:
     """Records deposits in the ledger table. Safe to call from many threads at once."""
 
@@ -192,7 +121,7 @@ class DynamoWriteStore:
         Whatever it raises, nothing was written that
         a retry with the same request id would count twice."""
         recorded_at = self._clock()
-        items = record_transaction_items(
+        items = t.record_transaction_items(
             self._table_name, deposit, deposit.shard(self._shard_count), recorded_at
         )
         for attempt in range(self._max_attempts):
@@ -248,10 +177,8 @@ class DynamoWriteStore:
         """The outcome of a cancelled transaction, or None when it should be retried."""
         codes = [reason.get("Code", "None") for reason in reasons]
         if codes and codes[0] == "ConditionalCheckFailed":
-            item = dict(reasons[0].get("Item", {}))
-            return outcome_for_existing(
-                deposit, stored_record_from_item(item), item[t.FINGERPRINT]["S"]
-            )
+            existing = t.record_from_item(dict(reasons[0].get("Item", {})))
+            return outcome_for_existing(deposit, existing.record, existing.fingerprint)
         if _RETRIED_REASON in codes:
             return None
         if _THROTTLED_REASONS.intersection(codes):
