@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PROTOS := $(wildcard protos/wallet/v1/*.proto)
 GEN_DIR := wallet/v1
 
-.PHONY: dev test lint typecheck protos protos-check pytest bench-write clean infra-check \
+.PHONY: dev test test-fast lint typecheck protos protos-check pytest bench-write clean infra-check \
 	terraform-validate
 
 dev: $(VENV)/.installed node_modules/.installed
@@ -20,6 +20,11 @@ TEST_WORKERS ?= 2
 
 test: $(VENV)/.installed node_modules/.installed lint typecheck protos-check infra-check
 	$(BIN)/pytest --numprocesses=$(TEST_WORKERS) --dist=loadscope
+
+# The fast tier, for the edit-test loop: the unit tests alone (in-process: the servicers
+# over in-memory stores, moto, the parsers and the drift checks), no server started.
+test-fast: $(VENV)/.installed
+	$(BIN)/pytest tests/unit --numprocesses=$(TEST_WORKERS) --dist=loadscope
 
 # From the locks (requirements/, `make lock`): test.lock pins every package CI tests, and the
 # image installs the same pins (image.lock); the project itself goes in editable, without
