@@ -13,7 +13,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from services.ledger.adapters.read_store import Balance, History, ReadStoreUnavailable
-from services.ledger.adapters.write_store import StoreUnavailable
+from services.ledger.adapters.write_store import StoreContended, StoreUnavailable
 from services.ledger.domain.money import exact_arithmetic, format_amount
 from services.ledger.domain.records import (
     Deposit,
@@ -27,13 +27,14 @@ from services.ledger.domain.records import (
 class InMemoryLedger:
     """Both stores over one dict of records: what is recorded is readable at once (as if
     the updater had just passed, at `as_of`). `unavailable` makes every call fail as an
-    unreachable store does."""
+    unreachable store does, `contended` every write as one that keeps conflicting."""
 
     def __init__(self, clock: Callable[[], datetime], as_of: datetime | None = None) -> None:
         self._clock = clock
         self._records: dict[tuple[str, str], tuple[StoredRecord, str]] = {}
         self.as_of_instant = as_of
         self.unavailable = False
+        self.contended = False
 
     # --- WriteStore ---
 
@@ -43,6 +44,8 @@ class InMemoryLedger:
     def record(self, deposit: Deposit) -> RecordOutcome:
         if self.unavailable:
             raise StoreUnavailable("the in-memory ledger is switched off")
+        if self.contended:
+            raise StoreContended("the in-memory ledger keeps conflicting")
         key = (deposit.wallet_id, deposit.request_id)
         if key in self._records:
             existing, fingerprint = self._records[key]

@@ -61,6 +61,7 @@ def test_a_deposit_is_recorded_once_then_replayed_and_a_changed_one_refused(
 ) -> None:
     first = record(deposit())
     assert not first.replayed
+    assert (first.record.wallet_id, first.record.request_id) == ("alice", "deposit-0001")
     assert first.record.amount == "1.1"
     assert first.record.occurred_at.ToJsonString() == "2019-10-05T13:48:01Z"
     assert first.record.recorded_at.ToDatetime(tzinfo=UTC) == NOW
@@ -110,6 +111,24 @@ def test_an_unavailable_store_is_unavailable_to_both_services(
     with pytest.raises(Aborted) as unanswered:
         query.GetBalance(query_pb2.GetBalanceRequest(wallet_id="alice"), servicer_context())
     assert unanswered.value.code == grpc.StatusCode.UNAVAILABLE
+    history = query_pb2.GetBalanceHistoryRequest(
+        wallet_id="alice",
+        start=timestamp("2019-10-05T12:00:00Z"),
+        end=timestamp("2019-10-05T14:00:00Z"),
+    )
+    with pytest.raises(Aborted) as unanswered:
+        query.GetBalanceHistory(history, servicer_context())
+    assert unanswered.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_contended_store_is_aborted_for_a_retry(
+    record: Callable[[command_pb2.RecordTransactionRequest], command_pb2.RecordTransactionResponse],
+    ledger: InMemoryLedger,
+) -> None:
+    ledger.contended = True
+    with pytest.raises(Aborted) as refused:
+        record(deposit())
+    assert refused.value.code == grpc.StatusCode.ABORTED
 
 
 def test_the_readmes_history_in_paris_time(
@@ -142,7 +161,9 @@ def test_the_balance_now_is_at_the_next_15_minute_boundary_of_the_clock(
     query: WalletQueryServicer,
 ) -> None:
     record(deposit())
-    record(deposit(request_id="deposit-0002", amount="0.2", occurred_at="2019-10-05T15:01:00Z"))
+    # After the clock (15:02:30) but before its boundary: in the answer, which is for 15:15.
+    record(deposit(request_id="deposit-0002", amount="0.2", occurred_at="2019-10-05T15:04:00Z"))
     answer = query.GetBalance(query_pb2.GetBalanceRequest(wallet_id="alice"), servicer_context())
     assert answer.balance == "1.3"
     assert answer.at.ToJsonString() == "2019-10-05T15:15:00Z"
+    assert answer.as_of.ToDatetime(tzinfo=UTC) == AS_OF
