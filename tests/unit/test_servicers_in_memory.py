@@ -16,6 +16,8 @@ from wallet.v1 import command_pb2, query_pb2
 
 NOW = datetime(2019, 10, 5, 15, 2, 30, tzinfo=UTC)
 AS_OF = NOW - timedelta(seconds=1)
+# A deposit through the command servicer: its answer, or Aborted.
+Recorder = Callable[[command_pb2.RecordTransactionRequest], command_pb2.RecordTransactionResponse]
 
 
 def timestamp(text: str) -> Timestamp:
@@ -38,6 +40,16 @@ def deposit(
     )
 
 
+def history_request(time_zone: str = "") -> query_pb2.GetBalanceHistoryRequest:
+    """The README's example range: 12:00Z to 14:00Z on the day of its deposit."""
+    return query_pb2.GetBalanceHistoryRequest(
+        wallet_id="alice",
+        start=timestamp("2019-10-05T12:00:00Z"),
+        end=timestamp("2019-10-05T14:00:00Z"),
+        time_zone=time_zone,
+    )
+
+
 @pytest.fixture
 def ledger() -> InMemoryLedger:
     return InMemoryLedger(clock=lambda: NOW, as_of=AS_OF)
@@ -46,7 +58,7 @@ def ledger() -> InMemoryLedger:
 @pytest.fixture
 def record(
     ledger: InMemoryLedger,
-) -> Callable[[command_pb2.RecordTransactionRequest], command_pb2.RecordTransactionResponse]:
+) -> Recorder:
     servicer = WalletCommandServicer(ledger, clock=lambda: NOW)
     return lambda request: servicer.RecordTransaction(request, servicer_context())
 
@@ -57,7 +69,7 @@ def query(ledger: InMemoryLedger) -> WalletQueryServicer:
 
 
 def test_a_deposit_is_recorded_once_then_replayed_and_a_changed_one_refused(
-    record: Callable[[command_pb2.RecordTransactionRequest], command_pb2.RecordTransactionResponse],
+    record: Recorder,
 ) -> None:
     first = record(deposit())
     assert not first.replayed
@@ -87,7 +99,7 @@ def test_a_deposit_is_recorded_once_then_replayed_and_a_changed_one_refused(
     ],
 )
 def test_bad_input_is_invalid_argument_naming_the_field_and_records_nothing(
-    record: Callable[[command_pb2.RecordTransactionRequest], command_pb2.RecordTransactionResponse],
+    record: Recorder,
     ledger: InMemoryLedger,
     request_: command_pb2.RecordTransactionRequest,
     field: str,
@@ -99,52 +111,36 @@ def test_bad_input_is_invalid_argument_naming_the_field_and_records_nothing(
     assert len(ledger) == 0
 
 
-def test_an_unavailable_store_is_unavailable_to_both_services(
-    record: Callable[[command_pb2.RecordTransactionRequest], command_pb2.RecordTransactionResponse],
-    ledger: InMemoryLedger,
-    query: WalletQueryServicer,
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [("unavailable", grpc.StatusCode.UNAVAILABLE), ("contended", grpc.StatusCode.ABORTED)],
+)
+def test_a_failing_write_store_answers_a_status_to_retry_on(
+    record: Recorder, ledger: InMemoryLedger, failure: str, code: grpc.StatusCode
+) -> None:
+    setattr(ledger, failure, True)
+    with pytest.raises(Aborted) as refused:
+        record(deposit())
+    assert refused.value.code == code
+
+
+def test_an_unavailable_read_store_is_unavailable(
+    ledger: InMemoryLedger, query: WalletQueryServicer
 ) -> None:
     ledger.unavailable = True
-    with pytest.raises(Aborted) as refused:
-        record(deposit())
-    assert refused.value.code == grpc.StatusCode.UNAVAILABLE
-    with pytest.raises(Aborted) as unanswered:
+    with pytest.raises(Aborted) as balance:
         query.GetBalance(query_pb2.GetBalanceRequest(wallet_id="alice"), servicer_context())
-    assert unanswered.value.code == grpc.StatusCode.UNAVAILABLE
-    history = query_pb2.GetBalanceHistoryRequest(
-        wallet_id="alice",
-        start=timestamp("2019-10-05T12:00:00Z"),
-        end=timestamp("2019-10-05T14:00:00Z"),
-    )
-    with pytest.raises(Aborted) as unanswered:
-        query.GetBalanceHistory(history, servicer_context())
-    assert unanswered.value.code == grpc.StatusCode.UNAVAILABLE
-
-
-def test_a_contended_store_is_aborted_for_a_retry(
-    record: Callable[[command_pb2.RecordTransactionRequest], command_pb2.RecordTransactionResponse],
-    ledger: InMemoryLedger,
-) -> None:
-    ledger.contended = True
-    with pytest.raises(Aborted) as refused:
-        record(deposit())
-    assert refused.value.code == grpc.StatusCode.ABORTED
+    with pytest.raises(Aborted) as history:
+        query.GetBalanceHistory(history_request(), servicer_context())
+    assert balance.value.code == history.value.code == grpc.StatusCode.UNAVAILABLE
 
 
 def test_the_readmes_history_in_paris_time(
-    record: Callable[[command_pb2.RecordTransactionRequest], command_pb2.RecordTransactionResponse],
+    record: Recorder,
     query: WalletQueryServicer,
 ) -> None:
     record(deposit())
-    history = query.GetBalanceHistory(
-        query_pb2.GetBalanceHistoryRequest(
-            wallet_id="alice",
-            start=timestamp("2019-10-05T12:00:00Z"),
-            end=timestamp("2019-10-05T14:00:00Z"),
-            time_zone="Europe/Paris",
-        ),
-        servicer_context(),
-    )
+    history = query.GetBalanceHistory(history_request("Europe/Paris"), servicer_context())
     assert [
         (point.time.ToJsonString(), point.utc_offset.seconds, point.balance, point.change)
         for point in history.points
@@ -157,7 +153,7 @@ def test_the_readmes_history_in_paris_time(
 
 
 def test_the_balance_now_is_at_the_next_15_minute_boundary_of_the_clock(
-    record: Callable[[command_pb2.RecordTransactionRequest], command_pb2.RecordTransactionResponse],
+    record: Recorder,
     query: WalletQueryServicer,
 ) -> None:
     record(deposit())
