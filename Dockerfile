@@ -49,7 +49,7 @@ RUN chmod 1777 /tmp
 VOLUME ["/tmp"]
 USER 10001:10001
 # gateway (HTTP), command and query (gRPC), then the metrics ports of command, query and the
-# updater: the defaults in services/ledger/settings.py.
+# updater: the defaults in services/platform/settings.py.
 EXPOSE 8080 50051 50052 9101 9102 9103
 # Finds the served process from PID 1's command line; healthy for one-off tasks.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \

@@ -58,7 +58,7 @@ def _grpc_serving(port: int) -> bool:
 
 
 def check(process: str) -> bool:
-    from services.ledger.settings import Settings
+    from services.platform.settings import Settings
 
     settings = Settings()
     if process == "gateway":

@@ -13,8 +13,8 @@ from gateway import idempotency, observability, problems, routes_seed, routes_v1
 from gateway.auth import Gatekeeper
 from gateway.backends import Backends
 from gateway.rate_limit import RateLimiter, warn_if_every_peer_is_trusted
-from services.auth.configured import load_verifier
-from services.ledger.settings import Settings
+from services.platform.auth.configured import load_verifier
+from services.platform.settings import Settings
 
 DESCRIPTION = """Records coin deposits exactly once and answers the balance at every hour.
 

@@ -11,7 +11,7 @@ from fastapi.security import HTTPBearer
 from gateway.problems import BEARER_CHALLENGE, Problem
 from gateway.rate_limit import RateLimiter
 from gateway.schemas import WalletIdPath
-from services.auth.tokens import (
+from services.platform.auth.tokens import (
     AUTHORIZATION,
     Grant,
     InvalidToken,

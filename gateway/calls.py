@@ -13,8 +13,8 @@ from gateway.observability import current_trace_id
 from gateway.problems import Problem
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.instants import parse_rfc3339
-from services.ledger.proto_time import datetime_to_timestamp
-from services.ledger.trace_ids import TRACE_ID_METADATA
+from services.platform.proto_time import datetime_to_timestamp
+from services.platform.trace_ids import TRACE_ID_METADATA
 from wallet.v1 import command_pb2, query_pb2, records_pb2
 
 # gRPC field names as the HTTP API calls them.

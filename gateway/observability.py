@@ -13,7 +13,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.ledger.trace_ids import accepted_trace_id, new_trace_id
+from services.platform.trace_ids import accepted_trace_id, new_trace_id
 
 TRACE_HEADER = "X-Amzn-Trace-Id"
 METRICS_PATH = "/metrics"

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.ledger.domain.errors import InvalidInput
-from services.ledger.grpc_errors import field_violations
+from services.platform.grpc_errors import field_violations
 
 log = logging.getLogger("wallet.gateway")
 

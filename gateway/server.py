@@ -4,7 +4,7 @@ SIGTERM: in-flight requests finish, new connections are refused)."""
 import uvicorn
 
 from gateway.app import create_app
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 
 
 def serve(settings: Settings) -> None:

@@ -60,9 +60,9 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from services.auth.tokens import ALL_WALLETS, mint_token
-from services.ledger.settings import PROJECT_ROOT, Settings
-from services.local.dynamodb_local import DynamoDBLocal, free_port
+from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
+from services.platform.auth.tokens import ALL_WALLETS, mint_token
+from services.platform.settings import PROJECT_ROOT, Settings
 
 WORK = PROJECT_ROOT / "build" / "image-check"
 LOGS = WORK / "logs"
@@ -405,6 +405,15 @@ def check_installed_pins(container: str, detail: list[str]) -> None:
     )
 
 
+def check_no_benchmarks(container: str, detail: list[str]) -> None:
+    """The benchmarks are a source checkout's: not importable in the image, and `wallet bench`
+    exits 2 saying how to get them."""
+    bench = run(buildah_run(container, ["wallet", "bench", "read"]), check=False)
+    if bench.returncode != 2 or "pip install -e '.[bench]'" not in bench.stderr:
+        raise CheckFailed(f"wallet bench read: exit {bench.returncode}, {bench.stderr[-300:]!r}")
+    detail.append(bench.stderr.strip())
+
+
 # --- running the image ------------------------------------------------------------------
 
 
@@ -625,6 +634,8 @@ def check_processes(report: Report) -> None:
 
         with report.step("image: the venv holds image.lock's pins") as detail:
             check_installed_pins(tasks, detail)
+        with report.step("image: no benchmarks; `wallet bench` says why") as detail:
+            check_no_benchmarks(tasks, detail)
         with report.step("image: runs as uid 10001 with a writable /tmp") as detail:
             uid = run(buildah_run(tasks, ["id", "-u"])).stdout.strip()
             run(buildah_run(tasks, ["python", "-c", "import tempfile; tempfile.mkstemp()"]))

@@ -54,7 +54,7 @@ locals {
 
   # One container per task, written out in ECS's own JSON shape so that checkov and
   # tests/unit/test_infrastructure_drift.py read exactly what ECS gets. Every setting a
-  # process reads (services/ledger/settings.py) is set here: `environment` for plain
+  # process reads (services/platform/settings.py) is set here: `environment` for plain
   # values, `secrets` (valueFrom) for credentials. The app builds its database URL from
   # WALLET_DATABASE_* (DATABASE_URL stays unset). Only migrate has a password: the master
   # user's, from the JSON keys of its RDS-managed secret, read when the one-off task

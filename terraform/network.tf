@@ -6,7 +6,7 @@
 # DynamoDB, ECS Service Connect) through the private subnets' NAT or VPC endpoints.
 
 locals {
-  # The ports the processes listen on: the defaults in services/ledger/settings.py (a test
+  # The ports the processes listen on: the defaults in services/platform/settings.py (a test
   # checks), also set explicitly in each task's environment.
   ports = {
     gateway         = 8080

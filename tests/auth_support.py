@@ -13,9 +13,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from services.auth.tokens import ALL_WALLETS, mint_token
-from services.ledger.grpc_auth import bearer_metadata
-from services.ledger.settings import Settings
+from services.platform.auth.tokens import ALL_WALLETS, mint_token
+from services.platform.grpc_auth import bearer_metadata
+from services.platform.settings import Settings
 
 TEST_SECRET = SecretStr("test-secret-of-at-least-thirty-two-bytes-for-hs256")
 AUTH_ENV = {"WALLET_AUTH_HS256_SECRET": TEST_SECRET.get_secret_value()}

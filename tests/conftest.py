@@ -11,15 +11,15 @@ import pytest
 from mypy_boto3_dynamodb.client import DynamoDBClient
 from sqlalchemy.engine import make_url
 
+from services.cli.local.dynamodb_local import DynamoDBLocal
+from services.cli.local.embedded_postgres import embedded_postgres_url
 from services.command import server as command_server
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.adapters.migrations import migrate
 from services.ledger.adapters.write_store import dynamodb_client
-from services.ledger.grpc_server import GrpcService
-from services.ledger.settings import Settings
-from services.local.dynamodb_local import DynamoDBLocal
-from services.local.embedded_postgres import embedded_postgres_url
+from services.platform.grpc_server import GrpcService
+from services.platform.settings import Settings
 from services.query import server as query_server
 from tests.auth_support import TEST_SECRET, authenticated_channel
 from wallet.v1 import command_pb2_grpc, query_pb2_grpc

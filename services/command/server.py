@@ -2,9 +2,9 @@
 
 from services.command.servicer import WalletCommandServicer
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
-from services.ledger.grpc_auth import auth_interceptors
-from services.ledger.grpc_server import GrpcService
-from services.ledger.settings import Settings
+from services.platform.grpc_auth import auth_interceptors
+from services.platform.grpc_server import GrpcService
+from services.platform.settings import Settings
 from wallet.v1 import command_pb2, command_pb2_grpc
 
 SERVICE_NAME = command_pb2.DESCRIPTOR.services_by_name["WalletCommand"].full_name

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import grpc
 
+from services.command.metrics import count_record_outcome
 from services.ledger.adapters.write_store import (
     StoreContended,
     StoreUnavailable,
@@ -18,9 +19,8 @@ from services.ledger.domain.records import (
     StoredRecord,
     new_deposit,
 )
-from services.ledger.grpc_errors import abort_invalid
-from services.ledger.metrics import count_record_outcome
-from services.ledger.proto_time import datetime_to_timestamp, optional_timestamp
+from services.platform.grpc_errors import abort_invalid
+from services.platform.proto_time import datetime_to_timestamp, optional_timestamp
 from wallet.v1 import command_pb2, command_pb2_grpc, records_pb2
 
 

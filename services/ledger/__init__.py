@@ -1,1 +1,1 @@
-"""Code shared by the services: domain, settings, store adapters and gRPC plumbing."""
+"""The ledger: its domain (no I/O) and the adapters that store it."""

@@ -2,9 +2,9 @@
 
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_store import PostgresReadStore
-from services.ledger.grpc_auth import auth_interceptors
-from services.ledger.grpc_server import GrpcService
-from services.ledger.settings import Settings
+from services.platform.grpc_auth import auth_interceptors
+from services.platform.grpc_server import GrpcService
+from services.platform.settings import Settings
 from services.query.metrics import watch_read_model
 from services.query.servicer import WalletQueryServicer
 from wallet.v1 import query_pb2, query_pb2_grpc

@@ -11,8 +11,8 @@ from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.history import HourGrid, hour_grid, parse_time_zone
 from services.ledger.domain.ids import parse_wallet_id
 from services.ledger.domain.money import format_amount
-from services.ledger.grpc_errors import abort_invalid
-from services.ledger.proto_time import (
+from services.platform.grpc_errors import abort_invalid
+from services.platform.proto_time import (
     datetime_to_timestamp,
     optional_timestamp,
     required_timestamp,

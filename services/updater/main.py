@@ -10,8 +10,8 @@ from datetime import timedelta
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_store import read_model_as_of
 from services.ledger.adapters.write_store import dynamodb_client
-from services.ledger.metrics import serve_metrics
-from services.ledger.settings import Settings
+from services.platform.metrics import serve_metrics
+from services.platform.settings import Settings
 from services.updater import metrics
 from services.updater.positions import CheckpointLost
 from services.updater.projection_store import ProjectionStore

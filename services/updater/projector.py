@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from services.ledger.settings import STREAM_DELIVERY_ALLOWANCE_SECONDS
+from services.platform.settings import STREAM_DELIVERY_ALLOWANCE_SECONDS
 from services.updater import metrics
 from services.updater.positions import (
     CheckpointLost,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.ledger.adapters.ledger_table import ensure_table
-from services.local.dynamodb_local import DynamoDBLocal, free_port
 from tests.e2e.processes import (
     DevPorts,
     StartCommandService,

@@ -33,8 +33,8 @@ import httpx
 import psycopg
 import pytest
 
-from services.ledger.settings import PROJECT_ROOT
-from services.local.dynamodb_local import DynamoDBLocal, free_port
+from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
+from services.platform.settings import PROJECT_ROOT
 from services.updater.projection_store import UPDATER_LOCK_KEY
 from tests.auth_support import bearer_header
 from tests.certificates import self_signed_certificate

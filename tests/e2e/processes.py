@@ -24,15 +24,15 @@ from botocore.config import Config
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.ledger.adapters import ledger_table as t
-from services.ledger.settings import PROJECT_ROOT
-from services.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
-from services.local.dynamodb_local import (
+from services.cli.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
+from services.cli.local.dynamodb_local import (
     JAR_ENV,
     LOCAL_AWS_ENV,
     DynamoDBLocal,
     free_port,
 )
+from services.ledger.adapters import ledger_table as t
+from services.platform.settings import PROJECT_ROOT
 from tests.auth_support import AUTH_ENV, authenticated_channel
 from wallet.v1 import command_pb2
 

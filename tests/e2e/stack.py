@@ -20,8 +20,8 @@ import psutil
 import psycopg
 from sqlalchemy.engine import make_url
 
-from services.ledger.settings import Settings
-from services.local.dynamodb_local import DynamoDBLocal
+from services.cli.local.dynamodb_local import DynamoDBLocal
+from services.platform.settings import Settings
 from tests.e2e.processes import (
     DevPorts,
     TableContents,

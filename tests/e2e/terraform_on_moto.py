@@ -29,8 +29,8 @@ from typing import Any
 
 import boto3
 
-from services.ledger.settings import PROJECT_ROOT
-from services.local.dynamodb_local import free_port
+from services.cli.local.dynamodb_local import free_port
+from services.platform.settings import PROJECT_ROOT
 from tests.certificates import self_signed_certificate
 
 TERRAFORM_DIR = PROJECT_ROOT / "terraform"

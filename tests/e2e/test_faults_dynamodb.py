@@ -35,8 +35,8 @@ import signal
 import time
 from decimal import Decimal
 
+from services.cli.local.dynamodb_local import DynamoDBLocal
 from services.ledger.adapters.ledger_table import ensure_table
-from services.local.dynamodb_local import DynamoDBLocal
 from tests.e2e.fault_stack import (
     RETRYABLE_STATUSES,
     WAIT_TIMEOUT,

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import httpx
 
-from services.local.dynamodb_local import DynamoDBLocal
+from services.cli.local.dynamodb_local import DynamoDBLocal
 from tests.auth_support import bearer_header
 from tests.e2e.fault_stack import (
     HTTP_TIMEOUT,

@@ -23,7 +23,7 @@ from typing import Literal
 
 import pytest
 
-from services.local.dynamodb_local import DynamoDBLocal
+from services.cli.local.dynamodb_local import DynamoDBLocal
 from tests.e2e.fault_stack import (
     GRACE_SECONDS,
     WAIT_TIMEOUT,

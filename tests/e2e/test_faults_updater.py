@@ -19,7 +19,7 @@ from decimal import Decimal
 
 import httpx
 
-from services.local.dynamodb_local import DynamoDBLocal
+from services.cli.local.dynamodb_local import DynamoDBLocal
 from tests.e2e.fault_stack import (
     WAIT_TIMEOUT,
     DepositLoad,

@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.ledger.settings import Settings
-from services.local.dynamodb_local import free_port
+from services.cli.local.dynamodb_local import free_port
+from services.platform.settings import Settings
 from tests.e2e.processes import WalletProcess, child_env, tail
 from tests.waiting import wait_until
 

@@ -25,10 +25,10 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.domain.errors import FieldViolation, InvalidInput
-from services.ledger.grpc_errors import abort_invalid
-from services.local.dynamodb_local import DynamoDBLocal, free_port
+from services.platform.grpc_errors import abort_invalid
 from tests.auth_support import bearer_header, token_for
 from tests.e2e.processes import (
     StartCommandService,

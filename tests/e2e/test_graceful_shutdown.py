@@ -24,7 +24,7 @@ from decimal import Decimal
 
 import grpc
 
-from services.local.dynamodb_local import DynamoDBLocal
+from services.cli.local.dynamodb_local import DynamoDBLocal
 from tests.e2e.processes import (
     RECORD_METHOD,
     StartCommandService,

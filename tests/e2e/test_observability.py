@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from gateway.observability import METRICS_PATH
-from services.ledger.trace_ids import new_trace_id
-from services.local.dynamodb_local import DynamoDBLocal, free_port
+from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
+from services.platform.trace_ids import new_trace_id
 from tests.e2e.processes import (
     DevPorts,
     WalletProcess,

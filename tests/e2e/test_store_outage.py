@@ -7,8 +7,8 @@ from decimal import Decimal
 import grpc
 import pytest
 
+from services.cli.local.dynamodb_local import DynamoDBLocal
 from services.ledger.adapters.ledger_table import ensure_table
-from services.local.dynamodb_local import DynamoDBLocal
 from tests.e2e.processes import (
     COMMAND_SERVICE,
     SERVING,

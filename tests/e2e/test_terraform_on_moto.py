@@ -20,9 +20,9 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ecs.models import ecs_backends
 
 from deploy.release import Steps, release
+from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.ledger.adapters import ledger_table
 from services.ledger.adapters.write_store import DYNAMODB_ACTIONS as COMMAND_ACTIONS
-from services.local.dynamodb_local import DynamoDBLocal, free_port
 from services.updater.stream_reader import DYNAMODB_ACTIONS as UPDATER_ACTIONS
 from tests.auth_support import JwksServer
 from tests.e2e.fault_stack import PrivatePostgres

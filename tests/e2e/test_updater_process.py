@@ -20,11 +20,11 @@ import psycopg
 import pytest
 from mypy_boto3_dynamodb.client import DynamoDBClient
 
+from services.cli.local.dynamodb_local import DynamoDBLocal
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.domain.aggregates import AggregateImage
-from services.ledger.settings import PROJECT_ROOT
-from services.local.dynamodb_local import DynamoDBLocal
+from services.platform.settings import PROJECT_ROOT
 from services.updater.main import (
     EXIT_CHECKPOINT_LOST,
     PASS_COMPLETED_MESSAGE,

@@ -32,7 +32,7 @@ from services.ledger.adapters.migrations import (
     migrate,
 )
 from services.ledger.adapters.read_model import metadata
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 from services.updater.main import run_reconcile, run_updater
 from tests.updater_support import (
     START,

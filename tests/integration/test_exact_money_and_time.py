@@ -14,7 +14,7 @@ from services.ledger.adapters.database import create_database_engine
 from services.ledger.domain.buckets import format_instant
 from services.ledger.domain.money import exact_arithmetic
 from services.ledger.domain.records import Deposit
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.reconcile import reconcile

@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from services.command import server as command_server
-from services.ledger.grpc_server import GrpcService
-from services.ledger.settings import Settings
+from services.platform.grpc_server import GrpcService
+from services.platform.settings import Settings
 from tests.auth_support import authenticated_channel
 from tests.integration.conftest import Scan, deposit_request
 from wallet.v1 import command_pb2_grpc

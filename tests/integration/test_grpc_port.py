@@ -3,8 +3,8 @@
 import pytest
 
 from services.command import server as command_server
-from services.ledger.grpc_server import GrpcService
-from services.ledger.settings import Settings
+from services.platform.grpc_server import GrpcService
+from services.platform.settings import Settings
 
 
 def test_a_second_service_on_a_taken_port_fails_to_start(

@@ -9,7 +9,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from services.ledger.grpc_server import GrpcService
+from services.platform.grpc_server import GrpcService
 
 
 @pytest.fixture

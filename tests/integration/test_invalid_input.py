@@ -6,7 +6,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.ledger.grpc_errors import field_violations
+from services.platform.grpc_errors import field_violations
 from tests.integration.conftest import Scan, deposit_request
 from wallet.v1 import command_pb2, command_pb2_grpc
 

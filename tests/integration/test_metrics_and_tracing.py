@@ -15,11 +15,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
+from services.cli.local.dynamodb_local import free_port
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
-from services.ledger.grpc_server import GrpcService
-from services.ledger.settings import Settings
-from services.local.dynamodb_local import free_port
+from services.platform.grpc_server import GrpcService
+from services.platform.settings import Settings
 from services.query import server as query_server
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import PassReport, Projector

@@ -25,13 +25,13 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from services.cli.local.dynamodb_local import DynamoDBLocal
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
 from services.ledger.domain.records import Recorded, new_deposit
-from services.ledger.grpc_errors import field_violations
-from services.ledger.settings import STREAM_DELIVERY_ALLOWANCE_SECONDS, Settings
-from services.local.dynamodb_local import DynamoDBLocal
+from services.platform.grpc_errors import field_violations
+from services.platform.settings import STREAM_DELIVERY_ALLOWANCE_SECONDS, Settings
 from services.query import server as query_server
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector

@@ -17,7 +17,7 @@ from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.database import create_database_engine, sqlalchemy_url
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.domain.records import Deposit
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 from services.updater.main import run_reconcile
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector

@@ -16,7 +16,7 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from services.ledger.adapters import ledger_table as t
 from services.ledger.domain.buckets import format_instant
 from services.ledger.domain.records import new_deposit
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 from tests.integration.conftest import Scan, aggregates, deposit_request, records
 from wallet.v1 import command_pb2_grpc
 

@@ -15,7 +15,7 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 from services.updater import main
 from services.updater.main import EXIT_CHECKPOINT_LOST, run_updater
 from services.updater.positions import CheckpointLost, ShardPosition

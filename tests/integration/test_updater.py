@@ -25,7 +25,7 @@ from services.ledger.adapters.read_store import PostgresReadStore
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
 from services.ledger.domain.aggregates import AggregateImage
 from services.ledger.domain.records import Deposit, Recorded
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 from services.updater.positions import CheckpointLost, ShardPosition
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector

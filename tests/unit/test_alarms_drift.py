@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from services.ledger.settings import PROJECT_ROOT
+from services.platform.settings import PROJECT_ROOT
 from services.updater.main import (
     EXIT_CHECKPOINT_LOST,
     PASS_COMPLETED_MESSAGE,

@@ -10,7 +10,7 @@ from botocore.exceptions import NoRegionError
 from sqlalchemy.engine import make_url
 
 from services.ledger.adapters.database import RdsIamToken, create_database_engine
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("no_database_environment")
 HOST = "wallet-read-model.cluster-ro-abc.eu-west-1.rds.amazonaws.com"

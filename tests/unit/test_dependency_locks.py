@@ -20,7 +20,7 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from services.ledger.settings import PROJECT_ROOT
+from services.platform.settings import PROJECT_ROOT
 
 REQUIREMENTS = PROJECT_ROOT / "requirements"
 TEST_LOCK = REQUIREMENTS / "test.lock"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.ledger.settings import PROJECT_ROOT
+from services.platform.settings import PROJECT_ROOT
 
 PAGES = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
 # [text](target): the inline links of these pages (none nests brackets in its text).

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from grpc.aio import AioRpcError, Metadata
 
 from gateway.app import create_app
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 from tests.auth_support import TEST_SECRET, bearer_header, token_for
 from wallet.v1 import command_pb2, records_pb2
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from gateway import observability, problems
 from gateway.app import create_app
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 from tests.auth_support import TEST_SECRET
 from tests.metrics_support import sample
 

@@ -1,4 +1,4 @@
-"""Translation between protobuf messages and the domain (services.ledger.proto_time and the
+"""Translation between protobuf messages and the domain (services.platform.proto_time and the
 command servicer's record_message)."""
 
 from datetime import UTC, datetime, timedelta, timezone
@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.command.servicer import record_message
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.records import Deposit, StoredRecord
-from services.ledger.proto_time import (
+from services.platform.proto_time import (
     datetime_to_timestamp,
     optional_timestamp,
     required_timestamp,

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.ledger.adapters.database import sqlalchemy_url
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("no_database_environment")
 

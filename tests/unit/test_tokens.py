@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from services.auth.tokens import (
+from services.platform.auth.tokens import (
     JWKS_REFETCH_COOLDOWN_SECONDS,
     Grant,
     InvalidToken,

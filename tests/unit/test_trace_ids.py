@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from services.ledger.trace_ids import accepted_trace_id, new_trace_id
+from services.platform.trace_ids import accepted_trace_id, new_trace_id
 
 AWS_FORMAT = re.compile(r"Root=1-([0-9a-f]{8})-[0-9a-f]{24}")
 

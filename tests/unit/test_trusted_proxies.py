@@ -11,7 +11,7 @@ import pytest
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway.app import create_app
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 from tests.auth_support import TEST_SECRET
 
 LOAD_BALANCER = "10.0.3.17"  # a node of the load balancer, inside the VPC

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import Counter
 
 from services.ledger.adapters import ledger_table as t
 from services.ledger.domain.records import (
@@ -30,7 +31,13 @@ from services.ledger.domain.records import (
     StoredRecord,
     outcome_for_existing,
 )
-from services.ledger.metrics import TRANSACTION_RETRIES
+
+TRANSACTION_RETRIES = Counter(
+    "wallet_dynamodb_transaction_retries_total",
+    "DynamoDB transactions the write store retried, by the cancellation reason (throttling "
+    "is retried inside botocore and not counted here).",
+    ["reason"],
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

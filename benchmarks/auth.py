@@ -8,9 +8,9 @@ but at a limit far above any benchmark's load, so no call is refused for it.
 from dataclasses import dataclass
 from datetime import timedelta
 
-from services.auth.tokens import ALL_WALLETS, mint_token, new_secret
-from services.ledger.grpc_auth import bearer_metadata
-from services.ledger.settings import Settings
+from services.platform.auth.tokens import ALL_WALLETS, mint_token, new_secret
+from services.platform.grpc_auth import bearer_metadata
+from services.platform.settings import Settings
 
 RATE_LIMIT = "1000000/second"
 SUBJECT = "wallet-bench"

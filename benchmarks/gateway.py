@@ -35,13 +35,12 @@ import httpx
 import psutil
 from sqlalchemy.engine import make_url
 
-from services.bench.auth import NOTE as AUTH_NOTE
-from services.bench.auth import BenchAuth, new_bench_auth
-from services.bench.figures import Target, markdown_table, milliseconds, percentile
-from services.bench.history_seed import SeededWallet, Seeding, seed_read_model
-from services.bench.load import LoadRun, combined, run_concurrently
-from services.bench.scratch_database import ADMIN_URL_ENV, DEFAULT_ADMIN_URL, reachable
-from services.bench.stack import (
+from benchmarks.auth import NOTE as AUTH_NOTE
+from benchmarks.auth import BenchAuth, new_bench_auth
+from benchmarks.figures import Target, markdown_table, milliseconds, percentile
+from benchmarks.history_seed import SeededWallet, Seeding, seed_read_model
+from benchmarks.load import LoadRun, combined, run_concurrently
+from benchmarks.stack import (
     RSS_SAMPLE_SECONDS,
     Stack,
     cpu_seconds,
@@ -53,13 +52,14 @@ from services.bench.stack import (
     stack_database,
     stack_processes,
 )
+from harness.scratch_database import ADMIN_URL_ENV, DEFAULT_ADMIN_URL, reachable
+from services.cli.local.dynamodb_local import LOCAL_AWS_ENV, find_jar
 from services.ledger.adapters.ledger_table import record_transaction_items
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.domain.money import format_amount
 from services.ledger.domain.records import Deposit
-from services.ledger.proto_time import datetime_to_timestamp
-from services.ledger.settings import Settings
-from services.local.dynamodb_local import LOCAL_AWS_ENV, find_jar
+from services.platform.proto_time import datetime_to_timestamp
+from services.platform.settings import Settings
 from wallet.v1 import query_pb2, query_pb2_grpc
 
 DEFAULT_RECORDS = 15_000

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import psycopg
 
-from services.bench.figures import markdown_table
+from benchmarks.figures import markdown_table
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_store import PostgresReadStore
 from services.ledger.domain.buckets import BUCKET

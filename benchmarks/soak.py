@@ -43,11 +43,11 @@ import httpx
 import psutil
 from sqlalchemy.engine import make_url
 
-from services.bench.auth import NOTE as AUTH_NOTE
-from services.bench.auth import BenchAuth, new_bench_auth
-from services.bench.figures import markdown_table, milliseconds, percentile
-from services.bench.processes import child_env
-from services.bench.stack import (
+from benchmarks.auth import NOTE as AUTH_NOTE
+from benchmarks.auth import BenchAuth, new_bench_auth
+from benchmarks.figures import markdown_table, milliseconds, percentile
+from benchmarks.processes import child_env
+from benchmarks.stack import (
     POSTGRES,
     SUPERVISOR,
     RunningStack,
@@ -63,9 +63,9 @@ from services.bench.stack import (
     stack_processes,
     tail,
 )
+from services.cli.local.dynamodb_local import LOCAL_AWS_ENV
 from services.ledger.domain.money import format_amount
-from services.ledger.settings import PROJECT_ROOT, Settings
-from services.local.dynamodb_local import LOCAL_AWS_ENV
+from services.platform.settings import PROJECT_ROOT, Settings
 
 DEFAULT_MINUTES = 2.0
 DEFAULT_RATE = 50.0
@@ -94,7 +94,7 @@ ZONES = (ZoneInfo("UTC"), ZoneInfo("Europe/Paris"), ZoneInfo("Asia/Kolkata"))
 DEPOSIT_AGE = timedelta(minutes=1)
 
 CLIENT = "benchmark client (this process)"
-# The roles of services/bench/stack.py, short for the interval table's columns.
+# The roles of benchmarks/stack.py, short for the interval table's columns.
 COLUMNS = {
     "gateway": "gateway",
     "command service": "command",

@@ -14,7 +14,7 @@ from types import TracebackType
 import boto3
 from botocore.config import Config
 
-from services.ledger.settings import PROJECT_ROOT
+from services.platform.settings import PROJECT_ROOT
 
 JAR_ENV = "WALLET_DYNAMODB_LOCAL_JAR"
 # DynamoDB Local takes any credentials; these keep boto3 from looking for real ones.

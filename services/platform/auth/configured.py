@@ -7,8 +7,8 @@ from pathlib import Path
 
 import jwt
 
-from services.auth.tokens import TokenVerifier, mint_token, new_secret
-from services.ledger.settings import Settings
+from services.platform.auth.tokens import TokenVerifier, mint_token, new_secret
+from services.platform.settings import Settings
 
 log = logging.getLogger("wallet.auth")
 DEV_SECRET_FILE = "auth-secret"  # noqa: S105 (the file's name, not its content)

@@ -14,15 +14,15 @@ import threading
 from contextlib import ExitStack
 from datetime import timedelta
 
-from services.auth.configured import dev_token, ensure_dev_secret
-from services.auth.tokens import ALL_WALLETS
+from services.cli.local.dynamodb_local import DynamoDBLocal
+from services.cli.local.embedded_postgres import embedded_postgres
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.adapters.migrations import migrate
 from services.ledger.adapters.write_store import dynamodb_client
-from services.ledger.settings import Settings
-from services.local.dynamodb_local import DynamoDBLocal
-from services.local.embedded_postgres import embedded_postgres
+from services.platform.auth.configured import dev_token, ensure_dev_secret
+from services.platform.auth.tokens import ALL_WALLETS
+from services.platform.settings import Settings
 
 DYNAMODB_PORT_ENV = "WALLET_DYNAMODB_LOCAL_PORT"
 DEV_DIR_ENV = "WALLET_DEV_DIR"  # read by Settings.dev_dir

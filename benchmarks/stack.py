@@ -18,14 +18,14 @@ import psutil
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from services.bench.auth import BenchAuth
-from services.bench.memory import PeakSampler, rss_bytes
-from services.bench.processes import child_env
-from services.bench.scratch_database import execute_autocommit
-from services.bench.sigterm import interrupted_by_sigterm
-from services.ledger.settings import PROJECT_ROOT
-from services.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
-from services.local.dynamodb_local import free_port
+from benchmarks.auth import BenchAuth
+from benchmarks.memory import PeakSampler, rss_bytes
+from benchmarks.processes import child_env
+from benchmarks.sigterm import interrupted_by_sigterm
+from harness.scratch_database import execute_autocommit
+from services.cli.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
+from services.cli.local.dynamodb_local import free_port
+from services.platform.settings import PROJECT_ROOT
 
 READY_TIMEOUT_SECONDS = 120.0
 READY_POLL_SECONDS = 0.05

@@ -27,13 +27,14 @@ import grpc
 import psycopg
 from sqlalchemy import Engine
 
-from services.bench.auth import NOTE as AUTH_NOTE
-from services.bench.auth import BenchAuth, new_bench_auth
-from services.bench.figures import Target, markdown_table, milliseconds, percentile, targets_table
-from services.bench.history_seed import SeededWallet, Seeding, seed_read_model, seeding_table
-from services.bench.processes import child_env, wallet_process
-from services.bench.scratch_database import scratch_database
-from services.bench.sigterm import interrupted_by_sigterm
+from benchmarks.auth import NOTE as AUTH_NOTE
+from benchmarks.auth import BenchAuth, new_bench_auth
+from benchmarks.figures import Target, markdown_table, milliseconds, percentile, targets_table
+from benchmarks.history_seed import SeededWallet, Seeding, seed_read_model, seeding_table
+from benchmarks.processes import child_env, wallet_process
+from benchmarks.sigterm import interrupted_by_sigterm
+from harness.scratch_database import scratch_database
+from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table, record_transaction_items
 from services.ledger.adapters.write_store import (
@@ -43,9 +44,8 @@ from services.ledger.adapters.write_store import (
 from services.ledger.domain.aggregates import AggregateImage
 from services.ledger.domain.buckets import BUCKET
 from services.ledger.domain.records import Deposit
-from services.ledger.proto_time import datetime_to_timestamp
-from services.ledger.settings import Settings
-from services.local.dynamodb_local import DynamoDBLocal, free_port
+from services.platform.proto_time import datetime_to_timestamp
+from services.platform.settings import Settings
 from services.updater.positions import ShardPosition
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import PassReport, Projector

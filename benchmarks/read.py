@@ -21,18 +21,18 @@ from zoneinfo import ZoneInfo
 import grpc
 import psycopg
 
-from services.bench.auth import NOTE as AUTH_NOTE
-from services.bench.auth import BenchAuth, new_bench_auth
-from services.bench.figures import Target, markdown_table, milliseconds, percentile, targets_table
-from services.bench.history_seed import SeededWallet, direct_balance, seed_read_model, seeding_table
-from services.bench.processes import child_env, wallet_process
-from services.bench.scratch_database import scratch_database
-from services.bench.sigterm import interrupted_by_sigterm
+from benchmarks.auth import NOTE as AUTH_NOTE
+from benchmarks.auth import BenchAuth, new_bench_auth
+from benchmarks.figures import Target, markdown_table, milliseconds, percentile, targets_table
+from benchmarks.history_seed import SeededWallet, direct_balance, seed_read_model, seeding_table
+from benchmarks.processes import child_env, wallet_process
+from benchmarks.sigterm import interrupted_by_sigterm
+from harness.scratch_database import scratch_database
+from services.cli.local.dynamodb_local import free_port
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_store import PostgresReadStore, history_query
 from services.ledger.domain.history import hour_grid
-from services.ledger.proto_time import datetime_to_timestamp
-from services.local.dynamodb_local import free_port
+from services.platform.proto_time import datetime_to_timestamp
 from services.query.servicer import history_response
 from wallet.v1 import query_pb2, query_pb2_grpc
 

@@ -7,15 +7,15 @@ from typing import Any
 
 import grpc
 
-from services.auth.configured import load_verifier
-from services.auth.tokens import (
+from services.platform.auth.configured import load_verifier
+from services.platform.auth.tokens import (
     AUTHORIZATION,
     InvalidToken,
     KeysUnavailable,
     TokenVerifier,
     bearer_token,
 )
-from services.ledger.settings import Settings
+from services.platform.settings import Settings
 
 # Load balancer probes carry no token; reflection describes the public API and no data.
 _OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")

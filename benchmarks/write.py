@@ -4,7 +4,7 @@ transaction, and how the seed's write scheme fares against ours under contention
 (a) a bare boto3 loop runs the command service's exact two-item transaction;
 (b) RecordTransaction over gRPC, to `wallet serve command` running as a child process;
 both at 1 and at 32 concurrent clients. (c) the seed's scheme and ours, with 16 writers
-into one hour (see services/bench/contention.py).
+into one hour (see benchmarks/contention.py).
 
 Each path of each phase writes to its own new, in-memory DynamoDB Local, not just to its
 own table: DynamoDB Local slows down writes to every stream-enabled table but the first one
@@ -29,19 +29,20 @@ from pathlib import Path
 
 import grpc
 
-from services.bench.auth import NOTE as AUTH_NOTE
-from services.bench.auth import new_bench_auth
-from services.bench.contention import (
+from benchmarks.auth import NOTE as AUTH_NOTE
+from benchmarks.auth import new_bench_auth
+from benchmarks.contention import (
     ContentionResult,
     OurScheme,
     SeedScheme,
     measure_contention,
 )
-from services.bench.figures import markdown_table, milliseconds, percentile
-from services.bench.load import LoadRun, combined, run_concurrently
-from services.bench.memory import PeakRss
-from services.bench.processes import child_env, wallet_process
-from services.bench.sigterm import interrupted_by_sigterm
+from benchmarks.figures import markdown_table, milliseconds, percentile
+from benchmarks.load import LoadRun, combined, run_concurrently
+from benchmarks.memory import PeakRss
+from benchmarks.processes import child_env, wallet_process
+from benchmarks.sigterm import interrupted_by_sigterm
+from services.cli.local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError, find_jar, free_port
 from services.ledger.adapters.ledger_table import ensure_table, record_transaction_items
 from services.ledger.adapters.write_store import (
     DynamoWriteStore,
@@ -49,9 +50,8 @@ from services.ledger.adapters.write_store import (
 )
 from services.ledger.domain.money import format_amount
 from services.ledger.domain.records import Deposit
-from services.ledger.proto_time import datetime_to_timestamp
-from services.ledger.settings import Settings
-from services.local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError, find_jar, free_port
+from services.platform.proto_time import datetime_to_timestamp
+from services.platform.settings import Settings
 from wallet.v1 import command_pb2, command_pb2_grpc
 
 DEFAULT_RECORDS = 2000

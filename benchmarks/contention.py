@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from services.bench.load import run_concurrently
+from benchmarks.load import run_concurrently
 from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.write_store import (
     DynamoWriteStore,

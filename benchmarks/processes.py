@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.ledger.settings import PROJECT_ROOT
+from services.platform.settings import PROJECT_ROOT
 
 SERVING_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -24,7 +24,7 @@ METRICS_PORTS_OFF = {
     "WALLET_QUERY_METRICS_PORT": "0",
     "WALLET_UPDATER_METRICS_PORT": "0",
 }
-# Benchmarks sign their own tokens (services/bench/auth.py): no key source but theirs.
+# Benchmarks sign their own tokens (benchmarks/auth.py): no key source but theirs.
 _DROPPED_ENV = ("WALLET_AUTH_JWKS_URL",)
 
 

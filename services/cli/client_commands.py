@@ -15,13 +15,13 @@ from datetime import UTC, timedelta, timezone
 
 import grpc
 
-from services.auth.configured import dev_token
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.instants import parse_rfc3339
-from services.ledger.grpc_auth import bearer_metadata
-from services.ledger.grpc_errors import field_violations
-from services.ledger.proto_time import datetime_to_timestamp
-from services.ledger.settings import Settings
+from services.platform.auth.configured import dev_token
+from services.platform.grpc_auth import bearer_metadata
+from services.platform.grpc_errors import field_violations
+from services.platform.proto_time import datetime_to_timestamp
+from services.platform.settings import Settings
 from wallet.v1 import command_pb2, command_pb2_grpc, query_pb2, query_pb2_grpc
 
 _DEADLINE = 10.0

@@ -13,8 +13,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.ledger.metrics import CALL_DURATION, CALLS
-from services.ledger.trace_ids import TRACE_ID_METADATA, accepted_trace_id
+from services.platform.metrics import CALL_DURATION, CALLS
+from services.platform.trace_ids import TRACE_ID_METADATA, accepted_trace_id
 
 log = logging.getLogger("wallet.calls")
 _UNLOGGED = ("/grpc.health.v1.Health/",)

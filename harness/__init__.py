@@ -1,0 +1,1 @@
+"""Scratch databases and child processes, shared by the tests and the benchmarks."""

@@ -1,0 +1,1 @@
+"""The `wallet` command: serving, client commands and the local stack."""

@@ -1,0 +1,1 @@
+"""What every process shares: settings, gRPC plumbing, tokens, metrics and trace ids."""

@@ -1,0 +1,1 @@
+"""Verifying bearer tokens, and the verifier a process runs with."""
