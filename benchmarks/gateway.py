@@ -53,7 +53,6 @@ from benchmarks.stack import (
     stack_processes,
 )
 from harness.scratch_database import ADMIN_URL_ENV, DEFAULT_ADMIN_URL, reachable
-from services.cli.local.dynamodb_local import LOCAL_AWS_ENV, find_jar
 from services.ledger.adapters.ledger_table import record_transaction_items
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.domain.money import format_amount
@@ -61,6 +60,7 @@ from services.ledger.domain.records import Deposit
 from services.platform.proto_time import datetime_to_timestamp
 from services.platform.settings import Settings
 from wallet.v1 import query_pb2, query_pb2_grpc
+from wallet_cli.local.dynamodb_local import LOCAL_AWS_ENV, find_jar
 
 DEFAULT_RECORDS = 15_000
 DEFAULT_HISTORY_CALLS = 100

@@ -43,7 +43,7 @@ def wallet_process(
     health check says SERVING. Stopped (SIGTERM, then SIGKILL) when the block ends."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args],
+            [sys.executable, "-m", "wallet_cli", *args],
             env=dict(env),
             cwd=PROJECT_ROOT,
             stdout=log,

@@ -28,13 +28,13 @@ from benchmarks.history_seed import SeededWallet, direct_balance, seed_read_mode
 from benchmarks.processes import child_env, wallet_process
 from benchmarks.sigterm import interrupted_by_sigterm
 from harness.scratch_database import scratch_database
-from services.cli.local.dynamodb_local import free_port
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_store import PostgresReadStore, history_query
 from services.ledger.domain.history import hour_grid
 from services.platform.proto_time import datetime_to_timestamp
 from services.query.servicer import history_response
 from wallet.v1 import query_pb2, query_pb2_grpc
+from wallet_cli.local.dynamodb_local import free_port
 
 TEN_YEARS = "ten-years"
 ONE_YEAR = "one-year"

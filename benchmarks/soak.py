@@ -63,9 +63,9 @@ from benchmarks.stack import (
     stack_processes,
     tail,
 )
-from services.cli.local.dynamodb_local import LOCAL_AWS_ENV
 from services.ledger.domain.money import format_amount
 from services.platform.settings import PROJECT_ROOT, Settings
+from wallet_cli.local.dynamodb_local import LOCAL_AWS_ENV
 
 DEFAULT_MINUTES = 2.0
 DEFAULT_RATE = 50.0
@@ -587,7 +587,7 @@ def _reconcile(stack: Stack, database_url: str, logs: Path) -> tuple[int, str]:
         }
     )
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "reconcile", "--records"],
+        [sys.executable, "-m", "wallet_cli", "reconcile", "--records"],
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,

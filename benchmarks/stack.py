@@ -23,9 +23,9 @@ from benchmarks.memory import PeakSampler, rss_bytes
 from benchmarks.processes import child_env
 from benchmarks.sigterm import interrupted_by_sigterm
 from harness.scratch_database import execute_autocommit
-from services.cli.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
-from services.cli.local.dynamodb_local import free_port
 from services.platform.settings import PROJECT_ROOT
+from wallet_cli.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
+from wallet_cli.local.dynamodb_local import free_port
 
 READY_TIMEOUT_SECONDS = 120.0
 READY_POLL_SECONDS = 0.05
@@ -135,7 +135,7 @@ def running(stack: Stack, log_path: Path) -> Iterator[RunningStack]:
     with log_path.open("wb") as log:
         started = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "dev"],
+            [sys.executable, "-m", "wallet_cli", "dev"],
             env=stack.env(),
             cwd=PROJECT_ROOT,
             stdout=log,

@@ -34,7 +34,6 @@ from benchmarks.history_seed import SeededWallet, Seeding, seed_read_model, seed
 from benchmarks.processes import child_env, wallet_process
 from benchmarks.sigterm import interrupted_by_sigterm
 from harness.scratch_database import scratch_database
-from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table, record_transaction_items
 from services.ledger.adapters.write_store import (
@@ -51,6 +50,7 @@ from services.updater.projection_store import ProjectionStore
 from services.updater.projector import PassReport, Projector
 from services.updater.stream_reader import StreamBatch, StreamReader, streams_client
 from wallet.v1 import command_pb2, command_pb2_grpc, query_pb2, query_pb2_grpc
+from wallet_cli.local.dynamodb_local import DynamoDBLocal, free_port
 
 HISTORY_WALLET = "ten-years"
 FRESH_WALLET = "fresh"

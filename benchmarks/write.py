@@ -42,7 +42,6 @@ from benchmarks.load import LoadRun, combined, run_concurrently
 from benchmarks.memory import PeakRss
 from benchmarks.processes import child_env, wallet_process
 from benchmarks.sigterm import interrupted_by_sigterm
-from services.cli.local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError, find_jar, free_port
 from services.ledger.adapters.ledger_table import ensure_table, record_transaction_items
 from services.ledger.adapters.write_store import (
     DynamoWriteStore,
@@ -53,6 +52,7 @@ from services.ledger.domain.records import Deposit
 from services.platform.proto_time import datetime_to_timestamp
 from services.platform.settings import Settings
 from wallet.v1 import command_pb2, command_pb2_grpc
+from wallet_cli.local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError, find_jar, free_port
 
 DEFAULT_RECORDS = 2000
 WARMUP_CALLS = 500

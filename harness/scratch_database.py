@@ -15,9 +15,9 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from services.cli.local.embedded_postgres import embedded_postgres
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.migrations import migrate
+from wallet_cli.local.embedded_postgres import embedded_postgres
 
 ADMIN_URL_ENV = "WALLET_BENCH_DATABASE_URL"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -60,9 +60,9 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.platform.auth.tokens import ALL_WALLETS, mint_token
 from services.platform.settings import PROJECT_ROOT, Settings
+from wallet_cli.local.dynamodb_local import DynamoDBLocal, free_port
 
 WORK = PROJECT_ROOT / "build" / "image-check"
 LOGS = WORK / "logs"

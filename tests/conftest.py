@@ -11,8 +11,6 @@ import pytest
 from mypy_boto3_dynamodb.client import DynamoDBClient
 from sqlalchemy.engine import make_url
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
-from services.cli.local.embedded_postgres import embedded_postgres_url
 from services.command import server as command_server
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
@@ -23,6 +21,8 @@ from services.platform.settings import Settings
 from services.query import server as query_server
 from tests.auth_support import TEST_SECRET, authenticated_channel
 from wallet.v1 import command_pb2_grpc, query_pb2_grpc
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
+from wallet_cli.local.embedded_postgres import embedded_postgres_url
 
 # The CI machine's server; without one the tests use an embedded server (pgserver).
 TEST_DATABASE_ENV = "WALLET_TEST_DATABASE_URL"

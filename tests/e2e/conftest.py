@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.ledger.adapters.ledger_table import ensure_table
 from tests.e2e.processes import (
     DevPorts,
@@ -20,6 +19,7 @@ from tests.e2e.processes import (
     launch_command_service,
     local_client,
 )
+from wallet_cli.local.dynamodb_local import DynamoDBLocal, free_port
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.migrations import migrate
 from tests.e2e.fault_stack import FaultStack, PrivatePostgres, StartFaultStack
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 
 @pytest.fixture

@@ -33,7 +33,6 @@ import httpx
 import psycopg
 import pytest
 
-from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.platform.settings import PROJECT_ROOT
 from services.updater.projection_store import UPDATER_LOCK_KEY
 from tests.auth_support import bearer_header
@@ -56,6 +55,7 @@ from tests.e2e.stack import (
 )
 from tests.history_oracle import exact_sum
 from tests.waiting import wait_until
+from wallet_cli.local.dynamodb_local import DynamoDBLocal, free_port
 
 # Bounds for waits on a small shared machine; they time nothing.
 GRACE_SECONDS = 5.0

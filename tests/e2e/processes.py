@@ -24,17 +24,17 @@ from botocore.config import Config
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.cli.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
-from services.cli.local.dynamodb_local import (
+from services.ledger.adapters import ledger_table as t
+from services.platform.settings import PROJECT_ROOT
+from tests.auth_support import AUTH_ENV, authenticated_channel
+from wallet.v1 import command_pb2
+from wallet_cli.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
+from wallet_cli.local.dynamodb_local import (
     JAR_ENV,
     LOCAL_AWS_ENV,
     DynamoDBLocal,
     free_port,
 )
-from services.ledger.adapters import ledger_table as t
-from services.platform.settings import PROJECT_ROOT
-from tests.auth_support import AUTH_ENV, authenticated_channel
-from wallet.v1 import command_pb2
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -74,7 +74,7 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 
 def wallet_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services.cli", *args]
+    return [sys.executable, "-m", "wallet_cli", *args]
 
 
 def health_status(port: int, service: str = "", timeout: float = 1.0) -> int | None:

@@ -20,7 +20,6 @@ import psutil
 import psycopg
 from sqlalchemy.engine import make_url
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
 from services.platform.settings import Settings
 from tests.e2e.processes import (
     DevPorts,
@@ -36,6 +35,7 @@ from tests.e2e.processes import (
     tail,
     wallet_command,
 )
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 # Generous: this machine is small and shared; these bound waits, they time nothing.
 STARTUP_TIMEOUT = 150.0

@@ -29,9 +29,9 @@ from typing import Any
 
 import boto3
 
-from services.cli.local.dynamodb_local import free_port
 from services.platform.settings import PROJECT_ROOT
 from tests.certificates import self_signed_certificate
+from wallet_cli.local.dynamodb_local import free_port
 
 TERRAFORM_DIR = PROJECT_ROOT / "terraform"
 PROVIDER_MIRROR = Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))

@@ -35,7 +35,6 @@ import signal
 import time
 from decimal import Decimal
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
 from services.ledger.adapters.ledger_table import ensure_table
 from tests.e2e.fault_stack import (
     RETRYABLE_STATUSES,
@@ -59,6 +58,7 @@ from tests.e2e.fault_stack import (
 from tests.e2e.processes import local_client
 from tests.e2e.stack import new_wallet
 from tests.waiting import wait_until
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]
 

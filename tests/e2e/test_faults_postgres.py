@@ -16,7 +16,6 @@ from decimal import Decimal
 
 import httpx
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
 from tests.auth_support import bearer_header
 from tests.e2e.fault_stack import (
     HTTP_TIMEOUT,
@@ -41,6 +40,7 @@ from tests.e2e.fault_stack import (
 )
 from tests.e2e.stack import PROBLEM_JSON, new_wallet
 from tests.waiting import wait_until
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]
 

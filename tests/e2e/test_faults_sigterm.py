@@ -23,7 +23,6 @@ from typing import Literal
 
 import pytest
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
 from tests.e2e.fault_stack import (
     GRACE_SECONDS,
     WAIT_TIMEOUT,
@@ -44,6 +43,7 @@ from tests.e2e.fault_stack import (
 from tests.e2e.processes import RECORD_METHOD
 from tests.e2e.stack import new_wallet
 from tests.waiting import wait_until
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]
 

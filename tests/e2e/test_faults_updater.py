@@ -19,7 +19,6 @@ from decimal import Decimal
 
 import httpx
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
 from tests.e2e.fault_stack import (
     WAIT_TIMEOUT,
     DepositLoad,
@@ -39,6 +38,7 @@ from tests.e2e.fault_stack import (
 )
 from tests.e2e.stack import new_wallet, read_as_of
 from tests.waiting import wait_until
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]
 

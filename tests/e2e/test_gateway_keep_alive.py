@@ -27,10 +27,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.cli.local.dynamodb_local import free_port
 from services.platform.settings import Settings
 from tests.e2e.processes import WalletProcess, child_env, tail
 from tests.waiting import wait_until
+from wallet_cli.local.dynamodb_local import free_port
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0

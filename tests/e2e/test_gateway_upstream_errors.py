@@ -25,7 +25,6 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.domain.errors import FieldViolation, InvalidInput
 from services.platform.grpc_errors import abort_invalid
@@ -40,6 +39,7 @@ from tests.e2e.processes import (
 )
 from tests.e2e.stack import assert_problem, post_json, problem_fields, record_json
 from wallet.v1 import command_pb2, command_pb2_grpc, records_pb2
+from wallet_cli.local.dynamodb_local import DynamoDBLocal, free_port
 
 # What a backend might say that must never reach an HTTP client in a 5xx.
 SECRET = (

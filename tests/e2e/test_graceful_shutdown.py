@@ -24,7 +24,6 @@ from decimal import Decimal
 
 import grpc
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
 from tests.e2e.processes import (
     RECORD_METHOD,
     StartCommandService,
@@ -33,6 +32,7 @@ from tests.e2e.processes import (
     scan_table,
 )
 from wallet.v1 import command_pb2_grpc
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 WRITERS = 32
 STREAM_BEFORE_SIGTERM = 1.0

@@ -15,7 +15,6 @@ import psycopg
 import pytest
 
 from gateway.observability import METRICS_PATH
-from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.platform.trace_ids import new_trace_id
 from tests.e2e.processes import (
     DevPorts,
@@ -35,6 +34,7 @@ from tests.e2e.stack import (
     wait_for_projection,
 )
 from tests.metrics_support import label_values, scraped
+from wallet_cli.local.dynamodb_local import DynamoDBLocal, free_port
 
 pytest_plugins = ["tests.e2e.stack_fixtures"]
 

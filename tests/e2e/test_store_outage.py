@@ -7,7 +7,6 @@ from decimal import Decimal
 import grpc
 import pytest
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
 from services.ledger.adapters.ledger_table import ensure_table
 from tests.e2e.processes import (
     COMMAND_SERVICE,
@@ -19,6 +18,7 @@ from tests.e2e.processes import (
     scan_table,
 )
 from wallet.v1 import command_pb2_grpc
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 CALL_DEADLINE = 15.0
 

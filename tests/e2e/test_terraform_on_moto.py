@@ -20,7 +20,6 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ecs.models import ecs_backends
 
 from deploy.release import Steps, release
-from services.cli.local.dynamodb_local import DynamoDBLocal, free_port
 from services.ledger.adapters import ledger_table
 from services.ledger.adapters.write_store import DYNAMODB_ACTIONS as COMMAND_ACTIONS
 from services.updater.stream_reader import DYNAMODB_ACTIONS as UPDATER_ACTIONS
@@ -36,6 +35,7 @@ from tests.e2e.terraform_on_moto import (
     missing_tools,
 )
 from tests.waiting import wait_until
+from wallet_cli.local.dynamodb_local import DynamoDBLocal, free_port
 
 pytestmark = [
     pytest.mark.slow,

@@ -20,7 +20,6 @@ import psycopg
 import pytest
 from mypy_boto3_dynamodb.client import DynamoDBClient
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.domain.aggregates import AggregateImage
@@ -44,6 +43,7 @@ from tests.updater_support import (
     write_deposits,
 )
 from tests.waiting import wait_until
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 # Bounds for waits on a loaded machine, not expectations of speed.
 RUN_TIMEOUT = 120.0

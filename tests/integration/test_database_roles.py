@@ -214,7 +214,7 @@ def test_migrations_of_one_database_at_once_run_one_after_another(
             holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK_KEY,))
             runs = [
                 subprocess.Popen(
-                    [sys.executable, "-m", "services.cli", "migrate"],
+                    [sys.executable, "-m", "wallet_cli", "migrate"],
                     env={**os.environ, "DATABASE_URL": url},
                     stderr=subprocess.PIPE,
                     text=True,

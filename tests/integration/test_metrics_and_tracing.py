@@ -15,7 +15,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
-from services.cli.local.dynamodb_local import free_port
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
 from services.platform.grpc_server import GrpcService
@@ -27,6 +26,7 @@ from services.updater.stream_reader import StreamReader, streams_client
 from tests.integration.conftest import deposit_request
 from tests.metrics_support import sample
 from wallet.v1 import command_pb2_grpc, query_pb2, query_pb2_grpc
+from wallet_cli.local.dynamodb_local import free_port
 
 RECORD = "/wallet.v1.WalletCommand/RecordTransaction"
 GET_BALANCE = "/wallet.v1.WalletQuery/GetBalance"

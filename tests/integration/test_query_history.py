@@ -25,7 +25,6 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
@@ -46,6 +45,7 @@ from tests.history_oracle import (
 from tests.integration.conftest import timestamp
 from tests.integration.tcp_proxy import Target, TcpProxy
 from wallet.v1 import query_pb2, query_pb2_grpc
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 HOUR = timedelta(hours=1)
 QUARTER = timedelta(minutes=15)

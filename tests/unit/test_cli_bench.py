@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from services.cli.main import main
+from wallet_cli.main import main
 
 
 @pytest.mark.parametrize("missing", ["benchmarks.cli", "httpx"])

@@ -28,11 +28,11 @@ import hcl2
 import pytest
 from pydantic import AliasChoices
 
-from services.cli.main import build_parser
 from services.ledger.adapters import ledger_table, write_store
 from services.ledger.domain.records import Deposit
 from services.platform.settings import PROJECT_ROOT, Settings
 from services.updater import stream_reader
+from wallet_cli.main import build_parser
 
 TERRAFORM = PROJECT_ROOT / "terraform"
 HEALTHCHECK = PROJECT_ROOT / "docker" / "healthcheck.py"
@@ -51,7 +51,7 @@ _DATABASE = {
 # Tokens are verified against the identity provider's JWKS wherever they arrive.
 _AUTH = {"auth_jwks_url", "auth_issuer", "auth_audience"}
 _GRPC_LIMITS = {"grpc_max_receive_bytes", "grpc_max_concurrent_rpcs"}
-# Which Settings fields each process reads (services/cli/main.py and the entry points it calls).
+# Which Settings fields each process reads (wallet_cli/main.py and the entry points it calls).
 PROCESS_SETTINGS: dict[str, set[str]] = {
     "gateway": {
         "listen_host",

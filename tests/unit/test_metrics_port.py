@@ -6,8 +6,8 @@ import socket
 import httpx
 import pytest
 
-from services.cli.local.dynamodb_local import free_port
 from services.platform.metrics import serve_metrics
+from wallet_cli.local.dynamodb_local import free_port
 
 
 def test_metrics_are_served_over_http() -> None:

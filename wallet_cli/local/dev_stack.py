@@ -14,8 +14,6 @@ import threading
 from contextlib import ExitStack
 from datetime import timedelta
 
-from services.cli.local.dynamodb_local import DynamoDBLocal
-from services.cli.local.embedded_postgres import embedded_postgres
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.adapters.migrations import migrate
@@ -23,6 +21,8 @@ from services.ledger.adapters.write_store import dynamodb_client
 from services.platform.auth.configured import dev_token, ensure_dev_secret
 from services.platform.auth.tokens import ALL_WALLETS
 from services.platform.settings import Settings
+from wallet_cli.local.dynamodb_local import DynamoDBLocal
+from wallet_cli.local.embedded_postgres import embedded_postgres
 
 DYNAMODB_PORT_ENV = "WALLET_DYNAMODB_LOCAL_PORT"
 DEV_DIR_ENV = "WALLET_DEV_DIR"  # read by Settings.dev_dir
@@ -45,7 +45,7 @@ def require_free_port(name: str, port: int) -> None:
 
 
 def _children_commands() -> list[list[str]]:
-    wallet = [sys.executable, "-m", "services.cli"]
+    wallet = [sys.executable, "-m", "wallet_cli"]
     return [
         [*wallet, "serve", "command"],
         [*wallet, "serve", "query"],

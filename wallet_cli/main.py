@@ -8,9 +8,9 @@ import sys
 from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
-from services.cli import client_commands
 from services.platform.auth.configured import AuthNotConfigured
 from services.platform.settings import Settings
+from wallet_cli import client_commands
 
 BENCHMARKS_ENTRY = "benchmarks.cli"
 
@@ -100,8 +100,8 @@ def _create_table(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from services.cli.local.dev_stack import PortBusy, run_dev_stack
-    from services.cli.local.dynamodb_local import DynamoDBLocalError
+    from wallet_cli.local.dev_stack import PortBusy, run_dev_stack
+    from wallet_cli.local.dynamodb_local import DynamoDBLocalError
 
     try:
         return run_dev_stack()

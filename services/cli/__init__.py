@@ -1,1 +1,0 @@
-"""The `wallet` command: serving, client commands and the local stack."""
