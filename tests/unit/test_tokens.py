@@ -4,7 +4,6 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -216,6 +215,16 @@ def jwks_server() -> Iterator[JwksServer]:
     server.stop()
 
 
+class FakeClock:
+    """A monotonic clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def rs256(key: rsa.RSAPrivateKey, kid: str) -> str:
     return jwt.encode(claims(), key, algorithm="RS256", headers={"kid": kid})
 
@@ -224,7 +233,10 @@ def test_keys_are_fetched_once_then_refetched_for_a_new_key_id(
     jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey
 ) -> None:
     jwks_server.serve_keys(("one", rsa_key))
-    verifier = TokenVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_url=jwks_server.url)
+    clock = FakeClock()
+    verifier = TokenVerifier(
+        issuer=ISSUER, audience=AUDIENCE, jwks_url=jwks_server.url, clock=clock
+    )
     assert verifier.fetches_keys
     for _ in range(3):
         assert verifier.verify(rs256(rsa_key, "one")).allows("alice")
@@ -235,7 +247,7 @@ def test_keys_are_fetched_once_then_refetched_for_a_new_key_id(
     with pytest.raises(InvalidToken):
         verifier.verify(rs256(rotated, "two"))
     assert jwks_server.fetches == 1
-    time.sleep(JWKS_REFETCH_COOLDOWN_SECONDS + 0.2)
+    clock.now += JWKS_REFETCH_COOLDOWN_SECONDS + 0.2
     assert verifier.verify(rs256(rotated, "two")).allows("alice")
     assert jwks_server.fetches == 2
 

@@ -6,7 +6,9 @@ and carry a `wallets` claim: a list of wallet ids, where "*" stands for every wa
 """
 
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,24 +62,22 @@ class TokenVerifier:
         audience: str,
         hs256_secret: str | None = None,
         jwks_url: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` (seconds, monotonic) times the refetch cooldown of a JWKS URL; tests
+        pass one they advance themselves."""
         if (hs256_secret is None) == (jwks_url is None):
             raise ValueError("configure exactly one of an HS256 secret and a JWKS URL")
         self._issuer = issuer
         self._audience = audience
         self._secret = hs256_secret
-        self._jwks_client: jwt.PyJWKClient | None = None
+        self._jwks_client: _JwksClient | None = None
         self._jwk_set: jwt.PyJWKSet | None = None
         if jwks_url is not None and urlsplit(jwks_url).scheme in ("http", "https"):
             if not _https_or_loopback(jwks_url):
                 # Keys fetched in the clear could be swapped for an attacker's.
                 raise ValueError(f"the JWKS URL must be https: {jwks_url}")
-            self._jwks_client = jwt.PyJWKClient(
-                jwks_url,
-                timeout=_JWKS_FETCH_TIMEOUT_SECONDS,
-                lifespan=_JWKS_CACHE_SECONDS,
-                cooldown_duration=JWKS_REFETCH_COOLDOWN_SECONDS,
-            )
+            self._jwks_client = _JwksClient(jwks_url, clock)
         elif jwks_url is not None:
             # A file (file: URL or path) is read once: rotate keys by restarting the tasks.
             is_url = jwks_url.startswith("file:")
@@ -111,6 +111,42 @@ class TokenVerifier:
         except jwt.PyJWTError as error:
             raise InvalidToken(_reason(error)) from error
         return Grant(subject=_subject(claims), wallets=_wallets(claims))
+
+
+class _JwksClient(jwt.PyJWKClient):
+    """PyJWKClient (the fetch, the cached key set) with its refetch cooldown on `clock`:
+    PyJWKClient times its own with time.monotonic, which no test can advance. The rule is
+    PyJWKClient's: every successful fetch starts the cooldown, and within it a key id not in
+    the cached set is refused without fetching."""
+
+    def __init__(self, url: str, clock: Callable[[], float]) -> None:
+        super().__init__(
+            url,
+            timeout=_JWKS_FETCH_TIMEOUT_SECONDS,
+            lifespan=_JWKS_CACHE_SECONDS,
+            cooldown_duration=0,  # PyJWKClient's own, unused: get_signing_key keeps ours
+        )
+        self._cooldown_clock = clock
+        self._cooldown_lock = threading.Lock()
+        self._fetched_at: float | None = None
+
+    def fetch_data(self) -> Any:
+        data = super().fetch_data()  # raises unless the fetch succeeded
+        self._fetched_at = self._cooldown_clock()
+        return data
+
+    def get_signing_key(self, kid: str) -> jwt.PyJWK:
+        with self._cooldown_lock:
+            key = self.match_kid(self.get_signing_keys(), kid)
+            cooling_down = (
+                self._fetched_at is not None
+                and self._cooldown_clock() - self._fetched_at < JWKS_REFETCH_COOLDOWN_SECONDS
+            )
+            if key is None and not cooling_down:
+                key = self.match_kid(self.get_signing_keys(refresh=True), kid)
+            if key is None:
+                raise jwt.PyJWKClientError(f'Unable to find a signing key that matches: "{kid}"')
+            return key
 
 
 def _https_or_loopback(url: str) -> bool:
