@@ -52,7 +52,7 @@ from benchmarks.stack import (
     stack_database,
     stack_processes,
 )
-from harness.scratch_database import ADMIN_URL_ENV, DEFAULT_ADMIN_URL, reachable
+from harness.scratch_database import ADMIN_URL_ENV, configured_server
 from services.ledger.adapters.ledger_table import record_transaction_items
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.domain.money import format_amount
@@ -396,8 +396,7 @@ class Measurement:
 def _benchmark_server() -> str | None:
     """The admin URL of the benchmark's PostgreSQL server, None when it cannot be reached
     (the stack then runs its embedded PostgreSQL)."""
-    admin_url = os.environ.get(ADMIN_URL_ENV, DEFAULT_ADMIN_URL)
-    return admin_url if reachable(admin_url) else None
+    return configured_server(ADMIN_URL_ENV)
 
 
 def _measure(

@@ -61,8 +61,8 @@ from benchmarks.stack import (
     running,
     stack_database,
     stack_processes,
-    tail,
 )
+from harness.processes import tail
 from services.ledger.domain.money import format_amount
 from services.platform.settings import PROJECT_ROOT, Settings
 from wallet_cli.local.dynamodb_local import LOCAL_AWS_ENV

@@ -7,25 +7,21 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psutil
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from benchmarks.auth import BenchAuth
 from benchmarks.memory import PeakSampler, rss_bytes
 from benchmarks.processes import child_env
 from benchmarks.sigterm import interrupted_by_sigterm
-from harness.scratch_database import execute_autocommit
-from services.platform.settings import PROJECT_ROOT
-from wallet_cli.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
-from wallet_cli.local.dynamodb_local import free_port
+from harness.dev_stack import DevPorts, dev_stack_env, wait_until_ready
+from harness.processes import start_wallet, tail
+from harness.scratch_database import new_database
+from harness.waiting import NotInTime
 
 READY_TIMEOUT_SECONDS = 120.0
 READY_POLL_SECONDS = 0.05
@@ -44,13 +40,16 @@ CHILD_ROLES = {
     "update --follow": "updater",
     "DynamoDBLocal.jar": "DynamoDB Local (java)",
 }
-PORT_ENVS = (DYNAMODB_PORT_ENV, "WALLET_COMMAND_PORT", "WALLET_QUERY_PORT", "WALLET_GATEWAY_PORT")
+# The metrics ports of a stack that serves none.
+METRICS_OFF = {"command_metrics": 0, "query_metrics": 0, "updater_metrics": 0}
 # Unset in the stack's environment, so that only the benchmark decides its database.
 DATABASE_ENVS = ("DATABASE_URL", "WALLET_DATABASE_URL", "WALLET_DATABASE_HOST")
 
 
 class StackFailed(RuntimeError):
-    """`wallet dev` exited or did not get ready; the message carries the end of its log."""
+    """`wallet dev` exited early or printed no database URL; the message carries the end of
+    its log. (One that exits before it is ready, or is not ready in time, fails the
+    harness's wait: NotInTime.)"""
 
 
 def run_on_stack(benchmark: str, run: Callable[[], int]) -> int:
@@ -65,7 +64,7 @@ def run_on_stack(benchmark: str, run: Callable[[], int]) -> int:
             file=sys.stderr,
         )
         return 130
-    except StackFailed as error:
+    except (StackFailed, NotInTime) as error:
         print(f"wallet bench {benchmark}: {error}", file=sys.stderr)
         return 2
 
@@ -77,21 +76,21 @@ class Stack:
     processes run with."""
 
     dev_dir: Path
-    ports: dict[str, int]
+    ports: DevPorts
     database_url: str | None
     auth: BenchAuth
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['WALLET_GATEWAY_PORT']}"
+        return self.ports.gateway_url
 
     @property
     def query_address(self) -> str:
-        return f"127.0.0.1:{self.ports['WALLET_QUERY_PORT']}"
+        return self.ports.query_address
 
     @property
     def dynamodb_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.ports[DYNAMODB_PORT_ENV]}"
+        return self.ports.dynamodb_endpoint
 
     @property
     def pgdata(self) -> Path | None:
@@ -103,9 +102,8 @@ class Stack:
         benchmark never reaches: nothing collides with a developer's `wallet dev`."""
         env = child_env(
             {
-                DEV_DIR_ENV: str(self.dev_dir),
+                **dev_stack_env(self.dev_dir, self.ports),
                 "WALLET_LISTEN_HOST": "127.0.0.1",
-                **{name: str(port) for name, port in self.ports.items()},
                 **self.auth.env(),
             }
         )
@@ -117,7 +115,8 @@ class Stack:
 
 
 def new_stack(dev_dir: Path, database_url: str | None, auth: BenchAuth) -> Stack:
-    return Stack(dev_dir, {name: free_port() for name in PORT_ENVS}, database_url, auth)
+    """A stack on free ports that serves no metrics (as child_env has it)."""
+    return Stack(dev_dir, DevPorts(**METRICS_OFF), database_url, auth)
 
 
 @dataclass(frozen=True)
@@ -134,36 +133,21 @@ def running(stack: Stack, log_path: Path) -> Iterator[RunningStack]:
     stops the stack through `wallet dev` (SIGTERM), as a developer's Ctrl-C would."""
     with log_path.open("wb") as log:
         started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "wallet_cli", "dev"],
-            env=stack.env(),
-            cwd=PROJECT_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        process = start_wallet(
+            ["dev"], stack.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            _wait_until_ready(process, stack.gateway_url, log_path)
+            wait_until_ready(
+                process,
+                stack.gateway_url,
+                READY_TIMEOUT_SECONDS,
+                logs=lambda: tail(log_path),
+                request_timeout=1,
+                poll_seconds=READY_POLL_SECONDS,
+            )
             yield RunningStack(process, time.perf_counter() - started)
         finally:
             _stop(process)
-
-
-def _wait_until_ready(process: "subprocess.Popen[bytes]", gateway_url: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StackFailed(f"wallet dev exited with {process.returncode}: {tail(log)}")
-        # Refused until uvicorn listens; 503 until both gRPC services are SERVING.
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{gateway_url}/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(READY_POLL_SECONDS)
-    raise StackFailed(f"wallet dev not ready after {READY_TIMEOUT_SECONDS:.0f} s: {tail(log)}")
-
-
-def tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-2000:]
 
 
 def _stop(process: "subprocess.Popen[bytes]") -> None:
@@ -187,14 +171,8 @@ def stack_database(admin_url: str | None, prefix: str) -> Iterator[str | None]:
     if admin_url is None:
         yield None
         return
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    database = sql.Identifier(name)
-    execute_autocommit(admin_url, sql.SQL("CREATE DATABASE {}").format(database))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database)
-        execute_autocommit(admin_url, statement)
+    with new_database(admin_url, prefix) as url:
+        yield url
 
 
 def read_model_url(stack: Stack, log: Path) -> str:

@@ -31,8 +31,9 @@ from benchmarks.auth import NOTE as AUTH_NOTE
 from benchmarks.auth import BenchAuth, new_bench_auth
 from benchmarks.figures import Target, markdown_table, milliseconds, percentile, targets_table
 from benchmarks.history_seed import SeededWallet, Seeding, seed_read_model, seeding_table
-from benchmarks.processes import child_env, wallet_process
+from benchmarks.processes import child_env
 from benchmarks.sigterm import interrupted_by_sigterm
+from harness.processes import wallet_process
 from harness.scratch_database import scratch_database
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table, record_transaction_items

@@ -40,8 +40,9 @@ from benchmarks.contention import (
 from benchmarks.figures import markdown_table, milliseconds, percentile
 from benchmarks.load import LoadRun, combined, run_concurrently
 from benchmarks.memory import PeakRss
-from benchmarks.processes import child_env, wallet_process
+from benchmarks.processes import child_env
 from benchmarks.sigterm import interrupted_by_sigterm
+from harness.processes import wallet_process
 from services.ledger.adapters.ledger_table import ensure_table, record_transaction_items
 from services.ledger.adapters.write_store import (
     DynamoWriteStore,

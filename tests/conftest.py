@@ -6,15 +6,17 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from mypy_boto3_dynamodb.client import DynamoDBClient
-from sqlalchemy.engine import make_url
 
+from harness.scratch_database import (
+    configured_server,
+    database_name,
+    migrate_database,
+    new_database,
+)
 from services.command import server as command_server
-from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
-from services.ledger.adapters.migrations import migrate
 from services.ledger.adapters.write_store import dynamodb_client
 from services.platform.grpc_server import GrpcService
 from services.platform.settings import Settings
@@ -24,9 +26,9 @@ from wallet.v1 import command_pb2_grpc, query_pb2_grpc
 from wallet_cli.local.dynamodb_local import DynamoDBLocal
 from wallet_cli.local.embedded_postgres import embedded_postgres_url
 
-# The CI machine's server; without one the tests use an embedded server (pgserver).
+# The CI machine's server (by default 127.0.0.1:5432); without one the tests use an
+# embedded server (pgserver).
 TEST_DATABASE_ENV = "WALLET_TEST_DATABASE_URL"
-DEFAULT_TEST_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="session")
@@ -76,51 +78,35 @@ def command_stub(command_service: GrpcService) -> Iterator[command_pb2_grpc.Wall
         yield command_pb2_grpc.WalletCommandStub(channel)
 
 
-def _reachable(url: str) -> bool:
-    try:
-        psycopg.connect(url, connect_timeout=2).close()
-        return True
-    except psycopg.OperationalError:
-        return False
-
-
-def _with_database(url: str, name: str) -> str:
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A PostgreSQL server where the tests may create databases."""
-    url = os.environ.get(TEST_DATABASE_ENV, DEFAULT_TEST_DATABASE)
-    if _reachable(url):
+    url = configured_server(TEST_DATABASE_ENV)
+    if url is not None:
         return url
     return embedded_postgres_url(tmp_path_factory.mktemp("postgres") / "data")
-
-
-def _admin(url: str, statement: str) -> None:
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(statement)
 
 
 @pytest.fixture(scope="session")
 def migrated_template(postgres_admin_url: str) -> Iterator[str]:
     """A database with the read model's schema, copied for each test (fast)."""
-    name = f"wallet_template_{uuid.uuid4().hex[:10]}"
-    _admin(postgres_admin_url, f'CREATE DATABASE "{name}"')
-    engine = create_database_engine(_with_database(postgres_admin_url, name), pool_size=1)
-    migrate(engine)
-    engine.dispose()
-    yield name
-    _admin(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database(postgres_admin_url, "wallet_template") as url:
+        migrate_database(url)
+        yield database_name(url)
 
 
 @pytest.fixture
 def database_url(postgres_admin_url: str, migrated_template: str) -> Iterator[str]:
     """A fresh, migrated, empty read model database for one test."""
-    name = f"wallet_test_{uuid.uuid4().hex[:10]}"
-    _admin(postgres_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    yield _with_database(postgres_admin_url, name)
-    _admin(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database(postgres_admin_url, "wallet_test", template=migrated_template) as url:
+        yield url
+
+
+@pytest.fixture
+def another_database_url(postgres_admin_url: str, migrated_template: str) -> Iterator[str]:
+    """A second fresh, migrated, empty read model database (besides `database_url`)."""
+    with new_database(postgres_admin_url, "wallet_test", template=migrated_template) as url:
+        yield url
 
 
 @pytest.fixture

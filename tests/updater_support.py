@@ -5,9 +5,8 @@ that the one is an exact projection of the other."""
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +14,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import psycopg
-from sqlalchemy.engine import make_url
 
 from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.database import create_database_engine
@@ -264,23 +262,3 @@ def assert_history_exact(
             assert answered == [(point.balance, point.change) for point in expected], wallet
     finally:
         engine.dispose()
-
-
-# Databases of the test's own, from the same migrated template as `database_url`.
-
-
-def with_database(url: str, name: str) -> str:
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-@contextmanager
-def template_database(admin_url: str, template: str) -> Iterator[str]:
-    """A fresh database copied from `template`; dropped afterwards."""
-    name = f"wallet_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    try:
-        yield with_database(admin_url, name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

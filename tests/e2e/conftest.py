@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.dev_stack import DevPorts, dev_stack_processes
+from harness.processes import kill_all
 from services.ledger.adapters.ledger_table import ensure_table
 from tests.e2e.processes import (
-    DevPorts,
     StartCommandService,
     StartDevStack,
     WalletProcess,
     dev_env,
-    dev_stack_processes,
-    kill_all,
     launch_command_service,
     local_client,
 )
@@ -98,12 +97,3 @@ def start_dev_stack(tmp_path: Path) -> Iterator[StartDevStack]:
                 stack.stop(timeout=20)
             finally:
                 kill_all(dev_stack_processes(dev_dir))
-
-
-@pytest.fixture
-def another_database_url(postgres_admin_url: str, migrated_template: str) -> Iterator[str]:
-    """A second fresh, migrated, empty read model database (besides `database_url`)."""
-    from tests.updater_support import template_database
-
-    with template_database(postgres_admin_url, migrated_template) as url:
-        yield url

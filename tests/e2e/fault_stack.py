@@ -33,6 +33,9 @@ import httpx
 import psycopg
 import pytest
 
+from harness.dev_stack import wait_until_ready
+from harness.processes import tail, wallet_command
+from harness.waiting import wait_until
 from services.platform.settings import PROJECT_ROOT
 from services.updater.projection_store import UPDATER_LOCK_KEY
 from tests.auth_support import bearer_header
@@ -44,8 +47,6 @@ from tests.e2e.processes import (
     child_env,
     local_client,
     scan_table,
-    tail,
-    wallet_command,
 )
 from tests.e2e.stack import (
     CLIENT_KEEPALIVE_EXPIRY,
@@ -54,7 +55,6 @@ from tests.e2e.stack import (
     wait_for_projection,
 )
 from tests.history_oracle import exact_sum
-from tests.waiting import wait_until
 from wallet_cli.local.dynamodb_local import DynamoDBLocal, free_port
 
 # Bounds for waits on a small shared machine; they time nothing.
@@ -163,22 +163,13 @@ class FaultStack:
         """Polls GET /readyz until 200; fails early when the gateway exits."""
         gateway = self.gateway
         assert gateway is not None
-        last = "no answer"
-
-        def ready() -> bool:
-            nonlocal last
-            assert gateway.process.poll() is None, (
-                f"gateway exited with {gateway.process.returncode}:\n{tail(gateway.stderr_path)}"
-            )
-            try:
-                response = httpx.get(f"{self.base_url}/readyz", timeout=5)
-            except httpx.TransportError as error:
-                last = repr(error)
-                return False
-            last = f"{response.status_code} {response.text}"
-            return response.status_code == 200
-
-        wait_until(ready, lambda: f"gateway not ready ({last})", READY_TIMEOUT)
+        wait_until_ready(
+            gateway.process,
+            self.base_url,
+            READY_TIMEOUT,
+            logs=lambda: tail(gateway.stderr_path),
+            request_timeout=5,
+        )
 
     def client(self) -> httpx.Client:
         """An HTTP client on the gateway with a token for every wallet."""

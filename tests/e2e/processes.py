@@ -1,16 +1,15 @@
-"""Helpers for end-to-end tests: `wallet` commands as real child processes, talked to over
-real sockets, and always stopped again."""
+"""Helpers for end-to-end tests: `wallet` commands as real child processes (started and
+stopped by harness/processes.py) with the tests' environment and signing secret, talked to
+over real sockets, and the ledger table's contents as they see it."""
 
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,13 +21,19 @@ import grpc
 import psutil
 from botocore.config import Config
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness.dev_stack import DevPorts, dev_stack_env, dev_stack_processes
+from harness.processes import (
+    METRICS_PORT_ENVS,
+    kill_all,
+    start_wallet,
+    stop,
+    wait_until_serving,
+    wallet_command,
+)
 from services.ledger.adapters import ledger_table as t
-from services.platform.settings import PROJECT_ROOT
 from tests.auth_support import AUTH_ENV, authenticated_channel
 from wallet.v1 import command_pb2
-from wallet_cli.local.dev_stack import DEV_DIR_ENV, DYNAMODB_PORT_ENV
 from wallet_cli.local.dynamodb_local import (
     JAR_ENV,
     LOCAL_AWS_ENV,
@@ -41,14 +46,8 @@ if TYPE_CHECKING:
 
 COMMAND_SERVICE = "wallet.v1.WalletCommand"
 RECORD_METHOD = f"/{COMMAND_SERVICE}/RecordTransaction"
-SERVING = health_pb2.HealthCheckResponse.SERVING
 # A past instant, so no deposit in these tests trips the "not in the future" rule.
 OCCURRED_AT = datetime(2024, 3, 1, 10, 7, 30, tzinfo=UTC)
-METRICS_PORT_ENVS = (
-    "WALLET_COMMAND_METRICS_PORT",
-    "WALLET_QUERY_METRICS_PORT",
-    "WALLET_UPDATER_METRICS_PORT",
-)
 
 
 def child_env(**overrides: str) -> dict[str, str]:
@@ -73,72 +72,6 @@ def child_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def wallet_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "wallet_cli", *args]
-
-
-def health_status(port: int, service: str = "", timeout: float = 1.0) -> int | None:
-    """The health status the process on `port` reports for `service`, None if no answer."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout
-            )
-        except grpc.RpcError:
-            return None
-        status: int = response.status
-        return status
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-
-def wait_until_serving(
-    process: "subprocess.Popen[bytes]", port: int, log: Path, timeout: float
-) -> None:
-    """Polls the gRPC health check until SERVING; fails early when the process dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"{process.args!r} exited with {process.returncode} before serving:\n{tail(log)}"
-            )
-        if health_status(port) == SERVING:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{process.args!r} not SERVING on {port} after {timeout} s:\n{tail(log)}")
-
-
-def is_alive(process: psutil.Process) -> bool:
-    """True while the process runs (a zombie or a reused pid counts as gone)."""
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def kill_all(processes: Iterable[psutil.Process]) -> None:
-    for process in processes:
-        if is_alive(process):
-            try:
-                process.kill()
-            except psutil.Error:
-                continue
-
-
-def stop(process: "subprocess.Popen[bytes]", timeout: float = 15.0) -> int:
-    """SIGTERM, then SIGKILL when it does not exit within `timeout`; returns the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
 @dataclass
 class WalletProcess:
     """A running `wallet ...` command: its gRPC command port and its captured output."""
@@ -159,9 +92,7 @@ class WalletProcess:
         stamp = f"{args[-1]}-{time.monotonic_ns()}"
         stdout_path, stderr_path = log_dir / f"{stamp}.stdout", log_dir / f"{stamp}.stderr"
         stdout, stderr = stdout_path.open("wb"), stderr_path.open("wb")
-        process = subprocess.Popen(
-            wallet_command(*args), env=dict(env), cwd=PROJECT_ROOT, stdout=stdout, stderr=stderr
-        )
+        process = start_wallet(args, env, stdout=stdout, stderr=stderr)
         return cls(process, command_port, stderr_path, stdout_path, [stdout, stderr])
 
     def wait_until_serving(self, timeout: float = 30.0) -> None:
@@ -274,50 +205,9 @@ class StartCommandService(Protocol):
     ) -> WalletProcess: ...
 
 
-@dataclass(frozen=True)
-class DevPorts:
-    """The ports `wallet dev` listens on, by default all free ones."""
-
-    dynamodb: int = field(default_factory=free_port)
-    command: int = field(default_factory=free_port)
-    query: int = field(default_factory=free_port)
-    gateway: int = field(default_factory=free_port)
-    command_metrics: int = field(default_factory=free_port)
-    query_metrics: int = field(default_factory=free_port)
-    updater_metrics: int = field(default_factory=free_port)
-
-    def env(self) -> dict[str, str]:
-        return {
-            DYNAMODB_PORT_ENV: str(self.dynamodb),
-            "WALLET_COMMAND_PORT": str(self.command),
-            "WALLET_QUERY_PORT": str(self.query),
-            "WALLET_GATEWAY_PORT": str(self.gateway),
-            "WALLET_COMMAND_METRICS_PORT": str(self.command_metrics),
-            "WALLET_QUERY_METRICS_PORT": str(self.query_metrics),
-            "WALLET_UPDATER_METRICS_PORT": str(self.updater_metrics),
-        }
-
-
 def dev_env(dev_dir: Path, ports: DevPorts) -> dict[str, str]:
     """The environment of a `wallet dev` that keeps its data in `dev_dir`."""
-    return child_env(**{DEV_DIR_ENV: str(dev_dir)}, **ports.env())
-
-
-def dev_stack_processes(dev_dir: Path) -> list[psutil.Process]:
-    """Live processes that belong to a `wallet dev` on `dev_dir`, even orphaned or
-    daemonised ones: they inherited its WALLET_DEV_DIR or name a path inside it."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.pid == os.getpid() or not is_alive(process):
-                continue
-            if process.environ().get(DEV_DIR_ENV) == str(dev_dir) or any(
-                str(dev_dir) in argument for argument in process.cmdline()
-            ):
-                found.append(process)
-        except psutil.Error:
-            continue
-    return found
+    return child_env(**dev_stack_env(dev_dir, ports))
 
 
 @contextlib.contextmanager
@@ -331,7 +221,7 @@ def occupied_port() -> Iterator[int]:
 
 
 def run_refused_dev(
-    dev_dir: Path, ports: "DevPorts"
+    dev_dir: Path, ports: DevPorts
 ) -> tuple["subprocess.CompletedProcess[str]", list[psutil.Process]]:
     """Runs a `wallet dev` that is expected to refuse to start, then kills whatever of it
     is left running; returns its result and those leftovers (which should be none)."""

@@ -8,8 +8,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,23 +16,17 @@ from typing import Any
 
 import httpx
 import psutil
-import psycopg
-from sqlalchemy.engine import make_url
 
+from harness.dev_stack import DevPorts, dev_stack_processes, wait_until_ready
+from harness.processes import is_alive, kill_all, tail, wallet_command
 from services.platform.settings import Settings
 from tests.e2e.processes import (
-    DevPorts,
     TableContents,
     WalletProcess,
     child_env,
     dev_env,
-    dev_stack_processes,
-    is_alive,
-    kill_all,
     local_client,
     scan_table,
-    tail,
-    wallet_command,
 )
 from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
@@ -52,30 +45,6 @@ TABLE_NAME: str = Settings.model_fields["table_name"].default  # what `wallet de
 CLIENT_KEEPALIVE_EXPIRY = Settings.model_fields["gateway_keep_alive_seconds"].default / 2
 
 
-def describe(processes: list[psutil.Process]) -> list[str]:
-    described = []
-    for process in processes:
-        try:
-            described.append(f"{process.pid} {' '.join(process.cmdline())[:200]}")
-        except psutil.Error:
-            described.append(f"{process.pid} (gone)")
-    return described
-
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    """A new, empty database on the server of `admin_url`, dropped (even while in use) at
-    the end. Yields its URL."""
-    name = f"wallet_e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @dataclass
 class DevStack:
     """A running `wallet dev`."""
@@ -89,7 +58,7 @@ class DevStack:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.gateway}"
+        return self.ports.gateway_url
 
     @classmethod
     def start(cls, dev_dir: Path, log_dir: Path, database_url: str | None = None) -> "DevStack":
@@ -127,24 +96,14 @@ class DevStack:
 
     def wait_until_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
         """Polls GET /readyz until 200; fails early when `wallet dev` exits."""
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        with httpx.Client(base_url=self.base_url, timeout=5) as client:
-            while time.monotonic() < deadline:
-                if self.process.process.poll() is not None:
-                    raise AssertionError(
-                        f"wallet dev exited with {self.process.process.returncode} before "
-                        f"ready:\n{self.logs()}"
-                    )
-                try:
-                    response = client.get("/readyz")
-                    if response.status_code == 200:
-                        return
-                    last = f"{response.status_code} {response.text}"
-                except httpx.TransportError as error:
-                    last = repr(error)
-                time.sleep(0.25)
-        raise AssertionError(f"gateway not ready after {timeout} s ({last}):\n{self.logs()}")
+        wait_until_ready(
+            self.process.process,
+            self.base_url,
+            timeout,
+            logs=self.logs,
+            request_timeout=5,
+            poll_seconds=0.25,
+        )
 
     def logs(self) -> str:
         return (

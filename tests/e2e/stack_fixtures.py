@@ -11,8 +11,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from harness.dev_stack import describe
+from harness.scratch_database import new_database
 from tests.auth_support import bearer_header
-from tests.e2e.stack import HTTP_TIMEOUT, DevStack, describe, scratch_database
+from tests.e2e.stack import HTTP_TIMEOUT, DevStack
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +24,7 @@ def dev_stack(
     """`wallet dev` for the whole session, its read model in a fresh database. At teardown
     it must exit 0 on SIGTERM and leave nothing running."""
     root = tmp_path_factory.mktemp("gateway-stack")
-    with scratch_database(postgres_admin_url) as database_url:
+    with new_database(postgres_admin_url, "wallet_e2e") as database_url:
         stack = DevStack.start(root / "dev", root / "logs", database_url)
         try:
             stack.wait_until_ready()

@@ -12,8 +12,9 @@ import grpc
 import httpx
 import pytest
 
+from harness.processes import wallet_command
 from tests.auth_support import bearer_header, token_for
-from tests.e2e.processes import child_env, deposit_request, wallet_command
+from tests.e2e.processes import child_env, deposit_request
 from tests.e2e.stack import (
     HTTP_TIMEOUT,
     PROBLEM_JSON,

@@ -6,14 +6,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from tests.e2e.processes import (
-    COMMAND_SERVICE,
-    RECORD_METHOD,
-    SERVING,
-    WalletProcess,
-    deposit_request,
-    health_status,
-)
+from harness.processes import SERVING, health_status
+from tests.e2e.processes import COMMAND_SERVICE, RECORD_METHOD, WalletProcess, deposit_request
 from wallet.v1 import command_pb2_grpc
 
 

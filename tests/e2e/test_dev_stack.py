@@ -5,16 +5,14 @@ import signal
 import subprocess
 from pathlib import Path
 
-import psutil
 import pytest
 
+from harness.dev_stack import DevPorts, describe, dev_stack_processes
+from harness.processes import is_alive
 from tests.e2e.processes import (
-    DevPorts,
     StartDevStack,
     WalletProcess,
     deposit_request,
-    dev_stack_processes,
-    is_alive,
     occupied_port,
     run_refused_dev,
 )
@@ -22,16 +20,6 @@ from wallet.v1 import command_pb2, command_pb2_grpc
 
 STARTUP_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
-
-
-def describe(processes: list[psutil.Process]) -> list[str]:
-    described = []
-    for process in processes:
-        try:
-            described.append(f"{process.pid} {' '.join(process.cmdline())[:160]}")
-        except psutil.Error:
-            described.append(f"{process.pid} (gone)")
-    return described
 
 
 def stop_and_check_nothing_remains(stack: WalletProcess, dev_dir: Path) -> None:

@@ -35,6 +35,7 @@ import signal
 import time
 from decimal import Decimal
 
+from harness.waiting import wait_until
 from services.ledger.adapters.ledger_table import ensure_table
 from tests.e2e.fault_stack import (
     RETRYABLE_STATUSES,
@@ -57,7 +58,6 @@ from tests.e2e.fault_stack import (
 )
 from tests.e2e.processes import local_client
 from tests.e2e.stack import new_wallet
-from tests.waiting import wait_until
 from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]

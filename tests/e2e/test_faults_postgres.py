@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import httpx
 
+from harness.waiting import wait_until
 from tests.auth_support import bearer_header
 from tests.e2e.fault_stack import (
     HTTP_TIMEOUT,
@@ -39,7 +40,6 @@ from tests.e2e.fault_stack import (
     sigterm,
 )
 from tests.e2e.stack import PROBLEM_JSON, new_wallet
-from tests.waiting import wait_until
 from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]

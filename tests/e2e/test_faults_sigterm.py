@@ -23,6 +23,7 @@ from typing import Literal
 
 import pytest
 
+from harness.waiting import wait_until
 from tests.e2e.fault_stack import (
     GRACE_SECONDS,
     WAIT_TIMEOUT,
@@ -42,7 +43,6 @@ from tests.e2e.fault_stack import (
 )
 from tests.e2e.processes import RECORD_METHOD
 from tests.e2e.stack import new_wallet
-from tests.waiting import wait_until
 from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]

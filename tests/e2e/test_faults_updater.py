@@ -19,6 +19,7 @@ from decimal import Decimal
 
 import httpx
 
+from harness.waiting import wait_until
 from tests.e2e.fault_stack import (
     WAIT_TIMEOUT,
     DepositLoad,
@@ -37,7 +38,6 @@ from tests.e2e.fault_stack import (
     updater_lock_holders,
 )
 from tests.e2e.stack import new_wallet, read_as_of
-from tests.waiting import wait_until
 from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 pytest_plugins = ["tests.e2e.fault_fixtures"]

@@ -10,16 +10,12 @@ from pathlib import Path
 import httpx
 import psutil
 
+from harness.dev_stack import DevPorts, describe
 from tests.auth_support import bearer_header
-from tests.e2e.processes import (
-    DevPorts,
-    occupied_port,
-    run_refused_dev,
-)
+from tests.e2e.processes import occupied_port, run_refused_dev
 from tests.e2e.stack import (
     HTTP_TIMEOUT,
     DevStack,
-    describe,
     new_key,
     new_wallet,
     now,

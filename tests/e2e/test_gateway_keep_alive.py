@@ -27,9 +27,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.processes import tail
+from harness.waiting import wait_until
 from services.platform.settings import Settings
-from tests.e2e.processes import WalletProcess, child_env, tail
-from tests.waiting import wait_until
+from tests.e2e.processes import WalletProcess, child_env
 from wallet_cli.local.dynamodb_local import free_port
 
 READY_TIMEOUT = 60.0

@@ -8,10 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.processes import wallet_command
+from harness.waiting import wait_until
 from tests.auth_support import bearer_header, token_for
-from tests.e2e.processes import WalletProcess, child_env, wallet_command
+from tests.e2e.processes import WalletProcess, child_env
 from tests.e2e.stack import HTTP_TIMEOUT, PROBLEM_JSON, STARTUP_TIMEOUT, DevStack, new_wallet
-from tests.waiting import wait_until
 from wallet_cli.local.dynamodb_local import LOCAL_AWS_ENV, free_port
 
 pytest_plugins = ["tests.e2e.stack_fixtures"]

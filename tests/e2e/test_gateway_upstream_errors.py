@@ -25,6 +25,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from harness.processes import tail
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.domain.errors import FieldViolation, InvalidInput
 from services.platform.grpc_errors import abort_invalid
@@ -35,7 +36,6 @@ from tests.e2e.processes import (
     child_env,
     local_client,
     scan_table,
-    tail,
 )
 from tests.e2e.stack import assert_problem, post_json, problem_fields, record_json
 from wallet.v1 import command_pb2, command_pb2_grpc, records_pb2

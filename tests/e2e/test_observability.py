@@ -15,15 +15,10 @@ import psycopg
 import pytest
 
 from gateway.observability import METRICS_PATH
+from harness.dev_stack import DevPorts
+from harness.processes import wallet_command
 from services.platform.trace_ids import new_trace_id
-from tests.e2e.processes import (
-    DevPorts,
-    WalletProcess,
-    child_env,
-    occupied_port,
-    run_refused_dev,
-    wallet_command,
-)
+from tests.e2e.processes import WalletProcess, child_env, occupied_port, run_refused_dev
 from tests.e2e.stack import (
     DevStack,
     new_key,

@@ -7,13 +7,12 @@ from decimal import Decimal
 import grpc
 import pytest
 
+from harness.processes import SERVING, health_status
 from services.ledger.adapters.ledger_table import ensure_table
 from tests.e2e.processes import (
     COMMAND_SERVICE,
-    SERVING,
     StartCommandService,
     deposit_request,
-    health_status,
     local_client,
     scan_table,
 )

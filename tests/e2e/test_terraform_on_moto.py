@@ -20,12 +20,14 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ecs.models import ecs_backends
 
 from deploy.release import Steps, release
+from harness.dev_stack import wait_until_ready
+from harness.processes import wallet_command
 from services.ledger.adapters import ledger_table
 from services.ledger.adapters.write_store import DYNAMODB_ACTIONS as COMMAND_ACTIONS
 from services.updater.stream_reader import DYNAMODB_ACTIONS as UPDATER_ACTIONS
 from tests.auth_support import JwksServer
 from tests.e2e.fault_stack import PrivatePostgres
-from tests.e2e.processes import WalletProcess, child_env, local_client, wallet_command
+from tests.e2e.processes import WalletProcess, child_env, local_client
 from tests.e2e.stack import HTTP_TIMEOUT, STARTUP_TIMEOUT
 from tests.e2e.terraform_on_moto import (
     ECS_SERVICES,
@@ -34,7 +36,6 @@ from tests.e2e.terraform_on_moto import (
     applied_on_moto,
     missing_tools,
 )
-from tests.waiting import wait_until
 from wallet_cli.local.dynamodb_local import DynamoDBLocal, free_port
 
 pytestmark = [
@@ -293,18 +294,15 @@ def test_the_applied_task_definitions_record_and_read_a_deposit_here(
             headers={"kid": "provider-key"},
         )
         headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{tasks.ports['gateway']}", timeout=HTTP_TIMEOUT
-        ) as client:
-
-            def ready() -> bool:
-                assert gateway.process.poll() is None, gateway.stderr_text()
-                try:
-                    return client.get("/readyz").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_until(ready, lambda: "the applied gateway never became ready", STARTUP_TIMEOUT)
+        base_url = f"http://127.0.0.1:{tasks.ports['gateway']}"
+        with httpx.Client(base_url=base_url, timeout=HTTP_TIMEOUT) as client:
+            wait_until_ready(
+                gateway.process,
+                base_url,
+                STARTUP_TIMEOUT,
+                logs=gateway.stderr_text,
+                request_timeout=HTTP_TIMEOUT,
+            )
             recorded = client.post(
                 "/v1/wallets/fargate-here/records",
                 headers={**headers, "Idempotency-Key": "first-deposit"},

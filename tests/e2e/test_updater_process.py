@@ -20,6 +20,8 @@ import psycopg
 import pytest
 from mypy_boto3_dynamodb.client import DynamoDBClient
 
+from harness.processes import start_wallet, tail, wallet_command
+from harness.waiting import wait_until
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.domain.aggregates import AggregateImage
@@ -32,7 +34,7 @@ from services.updater.main import (
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.stream_reader import StreamReader, streams_client
-from tests.e2e.processes import Finished, child_env, tail, wallet_command
+from tests.e2e.processes import Finished, child_env
 from tests.updater_support import (
     ReadModel,
     assert_exact,
@@ -42,7 +44,6 @@ from tests.updater_support import (
     total_records,
     write_deposits,
 )
-from tests.waiting import wait_until
 from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 # Bounds for waits on a loaded machine, not expectations of speed.
@@ -83,15 +84,14 @@ class Updaters:
         stdout_path = self._log_dir / f"{stamp}.stdout"
         stderr_path = self._log_dir / f"{stamp}.stderr"
         with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
-            process = subprocess.Popen(
-                wallet_command("update", *args),
-                env=child_env(
+            process = start_wallet(
+                ["update", *args],
+                child_env(
                     **self._dynamodb.client_env(),
                     WALLET_TABLE_NAME=self._table_name,
                     DATABASE_URL=database_url,
                     **env,
                 ),
-                cwd=PROJECT_ROOT,
                 stdout=stdout,
                 stderr=stderr,
             )

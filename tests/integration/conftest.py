@@ -1,6 +1,6 @@
 """Helpers for integration tests: full-table scans of the ledger table and request builders."""
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -77,12 +77,3 @@ def scan(dynamodb: DynamoDBClient, table_name: str) -> Scan:
         return sorted(items, key=lambda item: (item[t.PARTITION_KEY]["S"], item[t.SORT_KEY]["S"]))
 
     return scan_all
-
-
-@pytest.fixture
-def another_database_url(postgres_admin_url: str, migrated_template: str) -> Iterator[str]:
-    """A second fresh, migrated, empty read model database (besides `database_url`)."""
-    from tests.updater_support import template_database
-
-    with template_database(postgres_admin_url, migrated_template) as url:
-        yield url

@@ -8,7 +8,6 @@ roles from scratch use names of their own and drop them."""
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +22,9 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
+from harness.processes import wallet_command
+from harness.scratch_database import new_database
+from harness.waiting import wait_until
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.migrations import (
     MIGRATE_LOCK_KEY,
@@ -42,7 +44,6 @@ from tests.updater_support import (
     total_records,
     write_deposits,
 )
-from tests.waiting import wait_until
 
 TABLES = [table.name for table in metadata.sorted_tables]
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -205,16 +206,12 @@ def test_migrations_of_one_database_at_once_run_one_after_another(
     """A release's migrate and one run by hand, as separate processes: while the migration
     lock is held, each waits for it (unserialised, they raced on alembic_version's creation
     and on the grants), then each succeeds."""
-    name = f"wallet_race_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with new_database(postgres_admin_url, "wallet_race") as url:
         with psycopg.connect(url, autocommit=True) as holder:
             holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK_KEY,))
             runs = [
                 subprocess.Popen(
-                    [sys.executable, "-m", "wallet_cli", "migrate"],
+                    wallet_command("migrate"),
                     env={**os.environ, "DATABASE_URL": url},
                     stderr=subprocess.PIPE,
                     text=True,
@@ -236,9 +233,6 @@ def test_migrations_of_one_database_at_once_run_one_after_another(
         failures = [run.communicate(timeout=120)[1] for run in runs if run.wait(120) != 0]
         assert failures == []
         assert_granted(url)
-    finally:
-        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import grpc
-import psycopg
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,6 +24,7 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from harness.scratch_database import new_database
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
@@ -141,17 +141,10 @@ def module_table(dynamodb_local: DynamoDBLocal) -> str:
     return name
 
 
-def _admin(url: str, statement: str) -> None:
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(statement)
-
-
 @pytest.fixture(scope="module")
 def module_database(postgres_admin_url: str, migrated_template: str) -> Iterator[str]:
-    name = f"wallet_query_{uuid.uuid4().hex[:10]}"
-    _admin(postgres_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    _admin(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database(postgres_admin_url, "wallet_query", template=migrated_template) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from harness.scratch_database import new_database
 from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.database import create_database_engine, sqlalchemy_url
 from services.ledger.adapters.write_store import dynamodb_client
@@ -26,7 +27,6 @@ from services.updater.stream_reader import StreamReader, streams_client
 from tests.updater_support import (
     assert_history_exact,
     make_deposits,
-    template_database,
     write_deposits,
 )
 
@@ -133,7 +133,7 @@ def new_york_database(
 ) -> Iterator[str]:
     """A read model database whose sessions are in America/New_York unless told otherwise:
     by the database's default, or by the URL's libpq options."""
-    with template_database(postgres_admin_url, migrated_template) as url:
+    with new_database(postgres_admin_url, "wallet_test", template=migrated_template) as url:
         if request.param == "url options":
             yield url + "?options=-c%20timezone%3DAmerica/New_York"
             return
