@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from services.platform.auth.tokens import ALL_WALLETS, mint_token, new_secret
 from services.platform.grpc_auth import bearer_metadata
-from services.platform.settings import Settings
+from services.platform.settings import AuthSettings
 
 RATE_LIMIT = "1000000/second"
 SUBJECT = "wallet-bench"
@@ -50,7 +50,7 @@ class BenchAuth:
 def new_bench_auth(ttl: timedelta = timedelta(hours=6)) -> BenchAuth:
     """A new secret and a token signed with it for every wallet, valid for `ttl`, from the
     issuer and for the audience the children's settings expect."""
-    settings = Settings()
+    settings = AuthSettings()
     secret = new_secret()
     token = mint_token(
         secret,

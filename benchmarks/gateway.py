@@ -58,7 +58,7 @@ from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.domain.money import format_amount
 from services.ledger.domain.records import Deposit
 from services.platform.proto_time import datetime_to_timestamp
-from services.platform.settings import Settings
+from services.platform.settings import CommandSettings
 from wallet.v1 import query_pb2, query_pb2_grpc
 from wallet_cli.local.dynamodb_local import LOCAL_AWS_ENV, find_jar
 
@@ -198,7 +198,7 @@ def _boto3_sender(stack: Stack) -> Callable[[Deposit], None]:
     retries, timeouts and connection pool)."""
     os.environ.update({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL_DYNAMODB": stack.dynamodb_endpoint})
     client = dynamodb_client()
-    settings = Settings()
+    settings = CommandSettings()
 
     def send(deposit: Deposit) -> None:
         items = record_transaction_items(

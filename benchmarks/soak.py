@@ -64,7 +64,7 @@ from benchmarks.stack import (
 )
 from harness.processes import tail
 from services.ledger.domain.money import format_amount
-from services.platform.settings import PROJECT_ROOT, Settings
+from services.platform.settings import PROJECT_ROOT, DatabaseSettings, UpdaterSettings
 from wallet_cli.local.dynamodb_local import LOCAL_AWS_ENV
 
 DEFAULT_MINUTES = 2.0
@@ -628,7 +628,7 @@ def _soak(seconds: float, rate: float) -> int:
     auth = new_bench_auth(ttl=timedelta(seconds=seconds) + timedelta(hours=1))
     with (
         tempfile.TemporaryDirectory(prefix="wallet-bench-soak-") as scratch,
-        stack_database(Settings().database_url, "wallet_bench_soak") as database_url,
+        stack_database(DatabaseSettings().database_url, "wallet_bench_soak") as database_url,
     ):
         stack = new_stack(Path(scratch) / "dev", database_url, auth)
         log = Path(scratch) / "dev.log"
@@ -680,7 +680,7 @@ def _report_load(samples: Samples, seconds: float, rate: float, cpu: dict[str, f
         _out(
             f"as_of age in the balance answers over the run: p50 {percentile(ages, 50):.2f} s, "
             f"p99 {percentile(ages, 99):.2f} s, max {max(ages):.2f} s (updater interval "
-            f"{Settings().updater_interval_seconds:g} s).\n"
+            f"{UpdaterSettings().updater_interval_seconds:g} s).\n"
         )
     memory = _memory(samples, cpu, seconds)
     _out("### Memory\n")

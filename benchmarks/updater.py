@@ -45,7 +45,7 @@ from services.ledger.domain.aggregates import AggregateImage
 from services.ledger.domain.buckets import BUCKET
 from services.ledger.domain.records import Deposit
 from services.platform.proto_time import datetime_to_timestamp
-from services.platform.settings import Settings
+from services.platform.settings import CommandSettings, TableSettings, UpdaterSettings
 from services.updater.positions import ShardPosition
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import PassReport, Projector
@@ -73,6 +73,10 @@ SELECT
 _BULK_TOTALS = """
 SELECT count(*), coalesce(sum(amount), 0) FROM shard_aggregates WHERE wallet_id LIKE 'bulk-%'
 """
+
+
+class _BenchSettings(CommandSettings, UpdaterSettings):
+    """The command service's writes and the updater's passes, on one table."""
 
 
 @dataclass
@@ -182,7 +186,9 @@ def _bulk_deposit(index: int, now: datetime) -> Deposit:
     return Deposit(wallet, f"bulk-{index}", occurred_at, amount)
 
 
-def _generate_updates(settings: Settings, updates: int, threads: int, now: datetime) -> float:
+def _generate_updates(
+    settings: CommandSettings, updates: int, threads: int, now: datetime
+) -> float:
     """Applies `updates` aggregate updates, each the write store's own aggregate Update (key
     layout and ADD expression) without its record item, and each giving one stream record;
     returns the seconds it took. They go UPDATES_PER_CALL to a TransactWriteItems call:
@@ -258,7 +264,7 @@ def _seconds_until_visible(
 
 @contextmanager
 def _follow_stack(
-    settings: Settings, database_url: str, logs: Path, auth: BenchAuth
+    settings: TableSettings, database_url: str, logs: Path, auth: BenchAuth
 ) -> Iterator[
     tuple[
         command_pb2_grpc.WalletCommandStub,
@@ -293,7 +299,9 @@ def _follow_stack(
         )
 
 
-def _freshness(settings: Settings, database_url: str, logs: Path, samples: int) -> list[float]:
+def _freshness(
+    settings: _BenchSettings, database_url: str, logs: Path, samples: int
+) -> list[float]:
     """Seconds from acknowledged write to visible balance, `samples` times after one
     warm-up. A random pause before each write spreads the writes over the updater's
     polling cycle instead of always starting just after a pass."""
@@ -308,7 +316,7 @@ def _freshness(settings: Settings, database_url: str, logs: Path, samples: int) 
     return latencies
 
 
-def _print_setup(dynamodb: DynamoDBLocal, settings: Settings, seeding: Seeding) -> None:
+def _print_setup(dynamodb: DynamoDBLocal, settings: CommandSettings, seeding: Seeding) -> None:
     print("## wallet bench updater\n")
     print(
         f"DynamoDB Local {dynamodb.endpoint_url}, table {settings.table_name} "
@@ -386,7 +394,12 @@ class InProcessPasses:
 
 
 def _in_process_passes(
-    settings: Settings, database_url: str, now: datetime, passes: int, updates: int, threads: int
+    settings: CommandSettings,
+    database_url: str,
+    now: datetime,
+    passes: int,
+    updates: int,
+    threads: int,
 ) -> InProcessPasses:
     """(1) and (2): passes wired as `wallet update` wires them, under the updater lock, with
     the stream reading and the PostgreSQL transaction timed apart."""
@@ -421,7 +434,7 @@ def _in_process_passes(
 def run_updater_benchmark(
     passes: int = 5, updates: int = 100_000, samples: int = 60, threads: int = 8
 ) -> int:
-    settings = Settings(table_name=f"bench-updater-{uuid.uuid4().hex[:8]}")
+    settings = _BenchSettings(table_name=f"bench-updater-{uuid.uuid4().hex[:8]}")
     now = datetime.now(UTC)
     with interrupted_by_sigterm(), ExitStack() as stack:
         dynamodb = stack.enter_context(DynamoDBLocal())

@@ -51,7 +51,7 @@ from services.ledger.adapters.write_store import (
 from services.ledger.domain.money import format_amount
 from services.ledger.domain.records import Deposit
 from services.platform.proto_time import datetime_to_timestamp
-from services.platform.settings import Settings
+from services.platform.settings import CommandSettings
 from wallet.v1 import command_pb2, command_pb2_grpc
 from wallet_cli.local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError, find_jar, free_port
 
@@ -182,7 +182,7 @@ def _paths(clients: int, records: int, rng: random.Random) -> list[PathResult]:
 @contextmanager
 def _bare_boto3_path() -> Iterator[Callable[[Deposit], None]]:
     """Sends the command service's exact transaction to a fresh DynamoDB Local."""
-    shards = Settings().aggregate_shards
+    shards = CommandSettings().aggregate_shards
     with _fresh_dynamodb():
         table = _new_ledger_table()
         # One client shared by all threads, built as the command service builds its own
@@ -267,7 +267,7 @@ def _contention(calls: int, rng: random.Random) -> list[ContentionResult]:
     _progress(f"our DynamoWriteStore, {CONTENTION_WRITERS} writers into one hour")
     with _fresh_dynamodb():
         table, client = _new_ledger_table(), dynamodb_client()
-        store = DynamoWriteStore(client, table, Settings().aggregate_shards)
+        store = DynamoWriteStore(client, table, CommandSettings().aggregate_shards)
         ours = OurScheme(store, client, table)
         results.append(
             measure_contention(ours, warmup, deposits, CONTENTION_WRITERS, RESEND_SHARE, rng)
@@ -328,7 +328,7 @@ def _setup(records: int, load: tuple[float, float]) -> str:
         f"{len(WALLETS)} wallets over the last {hours} hours. Each client sends its next call "
         "when the previous one returned. (a) shares one boto3 client between its threads, as "
         "the command service does; (b) shares one gRPC channel, served by `wallet serve "
-        f"command` ({Settings().grpc_workers} workers) in its own process. {AUTH_NOTE}"
+        f"command` ({CommandSettings().grpc_workers} workers) in its own process. {AUTH_NOTE}"
     )
 
 

@@ -58,12 +58,11 @@ def _grpc_serving(port: int) -> bool:
 
 
 def check(process: str) -> bool:
-    from services.platform.settings import Settings
+    from services.platform.settings import CommandPorts, GatewayPort, QueryPorts
 
-    settings = Settings()
     if process == "gateway":
-        return _gateway_alive(settings.gateway_port)
-    port = settings.command_port if process == "command" else settings.query_port
+        return _gateway_alive(GatewayPort().gateway_port)
+    port = CommandPorts().command_port if process == "command" else QueryPorts().query_port
     return _grpc_serving(port)
 
 

@@ -14,7 +14,7 @@ from gateway.auth import Gatekeeper
 from gateway.backends import Backends
 from gateway.rate_limit import RateLimiter, warn_if_every_peer_is_trusted
 from services.platform.auth.configured import load_verifier
-from services.platform.settings import Settings
+from services.platform.settings import GatewaySettings
 
 DESCRIPTION = """Records coin deposits exactly once and answers the balance at every hour.
 
@@ -26,7 +26,7 @@ in an `Idempotency-Key` header; retry a 503 or 504 with it.
 """
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends(

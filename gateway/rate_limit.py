@@ -15,11 +15,10 @@ import logging
 import math
 import time
 
-from limits import RateLimitItem, parse_many, storage, strategies
+from limits import RateLimitItem, storage, strategies
 
 from gateway.problems import Problem
 
-DISABLED = "disabled"
 # What uvicorn reads as "trust every peer" (exactly this; "*" in a list is no wildcard).
 EVERY_PEER = "*"
 
@@ -39,14 +38,13 @@ def warn_if_every_peer_is_trusted(trusted_proxies: str) -> None:
         )
 
 
-def parse_rate_limit(spec: str) -> list[RateLimitItem]:
-    """The limits of WALLET_RATE_LIMIT ("100/second;2000/minute"), none for "disabled"."""
-    return [] if spec == DISABLED else parse_many(spec)
-
-
 class RateLimiter:
-    def __init__(self, spec: str, counters: storage.MemoryStorage | None = None) -> None:
-        self._limits = parse_rate_limit(spec)
+    def __init__(
+        self, limits: tuple[RateLimitItem, ...], counters: storage.MemoryStorage | None = None
+    ) -> None:
+        """`limits`: WALLET_RATE_LIMIT as GatewaySettings parsed it (none: every request
+        is admitted)."""
+        self._limits = limits
         self._window = strategies.SlidingWindowCounterRateLimiter(
             counters or storage.MemoryStorage()
         )

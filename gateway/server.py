@@ -4,10 +4,10 @@ SIGTERM: in-flight requests finish, new connections are refused)."""
 import uvicorn
 
 from gateway.app import create_app
-from services.platform.settings import Settings
+from services.platform.settings import GatewaySettings
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: GatewaySettings) -> None:
     uvicorn.run(
         create_app(settings),
         host=settings.listen_host,

@@ -61,7 +61,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from services.platform.auth.tokens import ALL_WALLETS, mint_token
-from services.platform.settings import PROJECT_ROOT, Settings
+from services.platform.settings import PROJECT_ROOT, AuthSettings
 from wallet_cli.local.dynamodb_local import DynamoDBLocal, free_port
 
 WORK = PROJECT_ROOT / "build" / "image-check"
@@ -722,7 +722,7 @@ def check_processes(report: Report) -> None:
 
 def smoke(ports: Ports, env: dict[str, str], tasks: str, secret: str) -> list[str]:
     # The processes get no WALLET_AUTH_ISSUER or _AUDIENCE: the defaults.
-    fields = Settings.model_fields
+    fields = AuthSettings.model_fields
     token = mint_token(
         secret,
         wallets=[ALL_WALLETS],

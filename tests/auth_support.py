@@ -15,11 +15,11 @@ from pydantic import SecretStr
 
 from services.platform.auth.tokens import ALL_WALLETS, mint_token
 from services.platform.grpc_auth import bearer_metadata
-from services.platform.settings import Settings
+from services.platform.settings import AuthSettings
 
 TEST_SECRET = SecretStr("test-secret-of-at-least-thirty-two-bytes-for-hs256")
 AUTH_ENV = {"WALLET_AUTH_HS256_SECRET": TEST_SECRET.get_secret_value()}
-_DEFAULTS = Settings(auth_hs256_secret=TEST_SECRET)
+_DEFAULTS = AuthSettings(auth_hs256_secret=TEST_SECRET)
 
 
 def token_for(

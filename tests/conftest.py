@@ -19,7 +19,7 @@ from services.command import server as command_server
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.adapters.write_store import dynamodb_client
 from services.platform.grpc_server import GrpcService
-from services.platform.settings import Settings
+from services.platform.settings import CommandSettings, QuerySettings, UpdaterSettings
 from services.query import server as query_server
 from tests.auth_support import TEST_SECRET, authenticated_channel
 from wallet.v1 import command_pb2_grpc, query_pb2_grpc
@@ -58,13 +58,19 @@ def table_name(dynamodb: DynamoDBClient) -> str:
     return name
 
 
-@pytest.fixture
-def settings(table_name: str) -> Settings:
-    return Settings(table_name=table_name, listen_host="127.0.0.1", auth_hs256_secret=TEST_SECRET)
+class InProcessSettings(CommandSettings, QuerySettings, UpdaterSettings):
+    """The settings of each service a test runs in its own process, in one object."""
 
 
 @pytest.fixture
-def command_service(settings: Settings) -> Iterator[GrpcService]:
+def settings(table_name: str) -> InProcessSettings:
+    return InProcessSettings(
+        table_name=table_name, listen_host="127.0.0.1", auth_hs256_secret=TEST_SECRET
+    )
+
+
+@pytest.fixture
+def command_service(settings: CommandSettings) -> Iterator[GrpcService]:
     """The real command service, in this process, on a free port."""
     service = command_server.build(settings, port=0)
     service.start()
@@ -110,7 +116,7 @@ def another_database_url(postgres_admin_url: str, migrated_template: str) -> Ite
 
 
 @pytest.fixture
-def query_service(settings: Settings, database_url: str) -> Iterator[GrpcService]:
+def query_service(settings: QuerySettings, database_url: str) -> Iterator[GrpcService]:
     """The real query service, in this process, on a free port, over the test database."""
     service = query_server.build(settings, database_url, port=0)
     service.start()

@@ -21,7 +21,7 @@ from services.platform.auth.configured import dev_token
 from services.platform.grpc_auth import bearer_metadata
 from services.platform.grpc_errors import field_violations
 from services.platform.proto_time import datetime_to_timestamp
-from services.platform.settings import Settings
+from services.platform.settings import ClientSettings
 from wallet.v1 import command_pb2, command_pb2_grpc, query_pb2, query_pb2_grpc
 
 _DEADLINE = 10.0
@@ -30,7 +30,9 @@ _TTL = re.compile(r"(\d+)([smhd])")
 _TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def _metadata(settings: Settings, wallet_id: str, token: str | None) -> tuple[tuple[str, str], ...]:
+def _metadata(
+    settings: ClientSettings, wallet_id: str, token: str | None
+) -> tuple[tuple[str, str], ...]:
     if settings.auth == "disabled":
         return ()
     token = token or dev_token(settings, [wallet_id], _CLIENT_TOKEN_TTL, subject="wallet-cli")
@@ -56,7 +58,7 @@ def record(args: argparse.Namespace) -> int:
         occurred_at=datetime_to_timestamp(occurred_at),
         amount=args.amount,
     )
-    settings = Settings()
+    settings = ClientSettings()
     with grpc.insecure_channel(settings.command_address) as channel:
         try:
             response = command_pb2_grpc.WalletCommandStub(channel).RecordTransaction(
@@ -85,7 +87,7 @@ def history(args: argparse.Namespace) -> int:
         end=datetime_to_timestamp(end),
         time_zone=args.tz,
     )
-    settings = Settings()
+    settings = ClientSettings()
     with grpc.insecure_channel(settings.query_address) as channel:
         try:
             answer = query_pb2_grpc.WalletQueryStub(channel).GetBalanceHistory(
@@ -121,7 +123,7 @@ def history(args: argparse.Namespace) -> int:
 
 
 def token(args: argparse.Namespace) -> int:
-    minted = dev_token(Settings(), args.wallet, args.ttl, subject=args.subject)
+    minted = dev_token(ClientSettings(), args.wallet, args.ttl, subject=args.subject)
     if minted is None:
         print(
             "error: no secret to sign with: run `wallet dev` once (it creates one in its dev "

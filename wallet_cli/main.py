@@ -9,21 +9,30 @@ from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 
 from services.platform.auth.configured import AuthNotConfigured
-from services.platform.settings import Settings
+from services.platform.settings import (
+    CommandSettings,
+    DatabaseSettings,
+    GatewaySettings,
+    LogLevel,
+    QuerySettings,
+    ReconcileSettings,
+    TableSettings,
+    UpdaterSettings,
+)
 from wallet_cli import client_commands
 
 BENCHMARKS_ENTRY = "benchmarks.cli"
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: LogLevel) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter("%(levelname)s %(name)s %(message)s", timestamp=True))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # botocore's INFO lines (where it found credentials) are noise next to one line per call.
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
 
-def _database_url(settings: Settings) -> str:
+def _database_url(settings: DatabaseSettings) -> str:
     """The read model's server. Only `wallet dev` starts an embedded one: a process on AWS
     without its database setting must stop, not answer from an empty local database."""
     if settings.database_url is None:
@@ -35,12 +44,14 @@ def _database_url(settings: Settings) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = Settings()
-    _configure_logging(settings.log_level)
+    # Each service reads (and validates) its own settings only.
+    settings: GatewaySettings | CommandSettings | QuerySettings
     try:
         if args.service == "gateway":
             from gateway.server import serve
 
+            settings = GatewaySettings()
+            _configure_logging(settings.log_level)
             serve(settings)
             return 0
         from services.platform.metrics import serve_metrics
@@ -48,11 +59,15 @@ def _serve(args: argparse.Namespace) -> int:
         if args.service == "command":
             from services.command import server as command_server
 
+            settings = CommandSettings()
+            _configure_logging(settings.log_level)
             service = command_server.build(settings)
             serve_metrics(settings.listen_host, settings.command_metrics_port)
         else:
             from services.query import server as query_server
 
+            settings = QuerySettings()
+            _configure_logging(settings.log_level)
             service = query_server.build(settings, _database_url(settings))
             serve_metrics(settings.listen_host, settings.query_metrics_port)
     except (OSError, AuthNotConfigured) as error:
@@ -66,7 +81,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from services.ledger.adapters.database import create_database_engine
     from services.ledger.adapters.migrations import migrate
 
-    settings = Settings()
+    settings = DatabaseSettings()
     engine = create_database_engine(
         _database_url(settings), pool_size=1, iam_auth=settings.database_iam_auth
     )
@@ -78,7 +93,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _update(args: argparse.Namespace) -> int:
     from services.updater.main import run_updater
 
-    settings = Settings()
+    settings = UpdaterSettings()
     _configure_logging(settings.log_level)
     return run_updater(
         settings,
@@ -93,7 +108,7 @@ def _create_table(args: argparse.Namespace) -> int:
     from services.ledger.adapters.ledger_table import ensure_table
     from services.ledger.adapters.write_store import dynamodb_client
 
-    settings = Settings()
+    settings = TableSettings()
     created = ensure_table(dynamodb_client(), settings.table_name)
     print(f"table {settings.table_name} {'created' if created else 'already exists'}")
     return 0
@@ -129,7 +144,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _reconcile(args: argparse.Namespace) -> int:
     from services.updater.main import run_reconcile
 
-    settings = Settings()
+    settings = ReconcileSettings()
     return run_reconcile(settings, _database_url(settings), check_records=args.records)
 
 

@@ -4,13 +4,13 @@ from services.command.servicer import WalletCommandServicer
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
 from services.platform.grpc_auth import auth_interceptors
 from services.platform.grpc_server import GrpcService
-from services.platform.settings import Settings
+from services.platform.settings import CommandSettings
 from wallet.v1 import command_pb2, command_pb2_grpc
 
 SERVICE_NAME = command_pb2.DESCRIPTOR.services_by_name["WalletCommand"].full_name
 
 
-def build(settings: Settings, port: int | None = None) -> GrpcService:
+def build(settings: CommandSettings, port: int | None = None) -> GrpcService:
     """The command service on `port` (default: settings.command_port; 0 picks a free one)."""
     interceptors = auth_interceptors(settings)  # first: a bad auth setup stops the start
     store = DynamoWriteStore(

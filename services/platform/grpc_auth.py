@@ -15,7 +15,7 @@ from services.platform.auth.tokens import (
     TokenVerifier,
     bearer_token,
 )
-from services.platform.settings import Settings
+from services.platform.settings import AuthSettings
 
 # Load balancer probes carry no token; reflection describes the public API and no data.
 _OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -26,7 +26,7 @@ def bearer_metadata(token: str) -> tuple[tuple[str, str]]:
     return ((AUTHORIZATION, f"Bearer {token}"),)
 
 
-def auth_interceptors(settings: Settings) -> list["AuthInterceptor"]:
+def auth_interceptors(settings: AuthSettings) -> list["AuthInterceptor"]:
     """The interceptor a service runs with: none when auth is disabled."""
     verifier = load_verifier(settings)
     return [] if verifier is None else [AuthInterceptor(verifier)]

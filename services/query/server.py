@@ -4,7 +4,7 @@ from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_store import PostgresReadStore
 from services.platform.grpc_auth import auth_interceptors
 from services.platform.grpc_server import GrpcService
-from services.platform.settings import Settings
+from services.platform.settings import QuerySettings
 from services.query.metrics import watch_read_model
 from services.query.servicer import WalletQueryServicer
 from wallet.v1 import query_pb2, query_pb2_grpc
@@ -12,7 +12,7 @@ from wallet.v1 import query_pb2, query_pb2_grpc
 SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["WalletQuery"].full_name
 
 
-def build(settings: Settings, database_url: str, port: int | None = None) -> GrpcService:
+def build(settings: QuerySettings, database_url: str, port: int | None = None) -> GrpcService:
     """The query service on `port` (default: settings.query_port; 0 picks a free one)."""
     interceptors = auth_interceptors(settings)  # first: a bad auth setup stops the start
     # A history query is a few index lookups; one that runs for seconds is stuck.

@@ -1,7 +1,6 @@
 """Entry point of `wallet update`: one pass, --follow, or --rebuild, under the updater lock."""
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -11,7 +10,7 @@ from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.read_store import read_model_as_of
 from services.ledger.adapters.write_store import dynamodb_client
 from services.platform.metrics import serve_metrics
-from services.platform.settings import Settings
+from services.platform.settings import ReconcileSettings, UpdaterSettings
 from services.updater import metrics
 from services.updater.positions import CheckpointLost
 from services.updater.projection_store import ProjectionStore
@@ -33,22 +32,15 @@ PASS_COMPLETED_MESSAGE = "updater pass completed"  # noqa: S105 (an updater pass
 READ_MODEL_AGE_FIELD = "read_model_age_seconds"
 
 
-def _kill_self() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 def run_updater(
-    settings: Settings, database_url: str, *, follow: bool, rebuild: bool, segments: int
+    settings: UpdaterSettings, database_url: str, *, follow: bool, rebuild: bool, segments: int
 ) -> int:
     engine = create_database_engine(database_url, pool_size=2, iam_auth=settings.database_iam_auth)
     store = ProjectionStore(engine)
     reader = StreamReader(dynamodb_client(), streams_client(), settings.table_name)
-    # The crash-safety tests kill the updater between writing rows and committing.
-    before_commit = _kill_self if settings.updater_kill_before_commit else (lambda: None)
     projector = Projector(
         reader,
         store,
-        before_commit,
         delivery_allowance=timedelta(seconds=settings.stream_delivery_allowance_seconds),
     )
     with store.exclusive() as locked:
@@ -96,7 +88,7 @@ def run_updater(
     return 0
 
 
-def run_reconcile(settings: Settings, database_url: str, *, check_records: bool) -> int:
+def run_reconcile(settings: ReconcileSettings, database_url: str, *, check_records: bool) -> int:
     """Prints every difference; exit 1 when there is any."""
     report = reconcile(
         dynamodb_client(),

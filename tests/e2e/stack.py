@@ -19,7 +19,7 @@ import psutil
 
 from harness.dev_stack import DevPorts, dev_stack_processes, wait_until_ready
 from harness.processes import is_alive, kill_all, tail, wallet_command
-from services.platform.settings import Settings
+from services.platform.settings import DevStackSettings, GatewaySettings
 from tests.e2e.processes import (
     TableContents,
     WalletProcess,
@@ -37,12 +37,12 @@ PROJECTION_TIMEOUT = 90.0
 HTTP_TIMEOUT = 30.0
 UPDATER_INTERVAL_SECONDS = "0.2"
 PROBLEM_JSON = "application/problem+json"
-TABLE_NAME: str = Settings.model_fields["table_name"].default  # what `wallet dev` uses
+TABLE_NAME: str = DevStackSettings.model_fields["table_name"].default  # what `wallet dev` uses
 # How long the tests' client pools keep an idle connection: well below the gateway's
 # keep-alive, as the load balancer's idle timeout is on AWS. A pool that kept connections as
 # long as the gateway would now and then send a request on one the gateway is closing and
 # fail (HTTP/1.1's own race; tests/e2e/test_gateway_keep_alive.py).
-CLIENT_KEEPALIVE_EXPIRY = Settings.model_fields["gateway_keep_alive_seconds"].default / 2
+CLIENT_KEEPALIVE_EXPIRY = GatewaySettings.model_fields["gateway_keep_alive_seconds"].default / 2
 
 
 @dataclass

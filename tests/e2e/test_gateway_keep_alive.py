@@ -29,13 +29,13 @@ import pytest
 
 from harness.processes import tail
 from harness.waiting import wait_until
-from services.platform.settings import Settings
+from services.platform.settings import GatewaySettings
 from tests.e2e.processes import WalletProcess, child_env
 from wallet_cli.local.dynamodb_local import free_port
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
-DEFAULT_KEEP_ALIVE: int = Settings.model_fields["gateway_keep_alive_seconds"].default
+DEFAULT_KEEP_ALIVE: int = GatewaySettings.model_fields["gateway_keep_alive_seconds"].default
 # The keep-alive the old default had (uvicorn's): a client keeping connections 6 s failed.
 OLD_DEFAULT = 5
 SHORT_KEEP_ALIVE = 2

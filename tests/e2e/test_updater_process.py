@@ -9,6 +9,7 @@ committed."""
 import json
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ import psycopg
 import pytest
 from mypy_boto3_dynamodb.client import DynamoDBClient
 
-from harness.processes import start_wallet, tail, wallet_command
+from harness.processes import tail, wallet_command
 from harness.waiting import wait_until
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
@@ -78,15 +79,21 @@ class Updaters:
         self._log_dir = log_dir
         self._started: list[Started] = []
 
-    def start(self, database_url: str, *args: str, **env: str) -> Started:
+    def start(
+        self, database_url: str, *args: str, crash_before_commit: bool = False, **env: str
+    ) -> Started:
+        """`wallet update *args`; with `crash_before_commit`, one that SIGKILLs itself
+        before its first commit (tests/e2e/crash_before_commit.py)."""
         self._log_dir.mkdir(parents=True, exist_ok=True)
         stamp = f"update-{len(self._started)}"
         stdout_path = self._log_dir / f"{stamp}.stdout"
         stderr_path = self._log_dir / f"{stamp}.stderr"
         with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
-            process = start_wallet(
-                ["update", *args],
-                child_env(
+            process = subprocess.Popen(
+                (_crashing_wallet_command if crash_before_commit else wallet_command)(
+                    "update", *args
+                ),
+                env=child_env(
                     **self._dynamodb.client_env(),
                     WALLET_TABLE_NAME=self._table_name,
                     DATABASE_URL=database_url,
@@ -99,11 +106,14 @@ class Updaters:
         self._started.append(started)
         return started
 
-    def run(self, database_url: str, *args: str, **env: str) -> Finished:
+    def run(
+        self, database_url: str, *args: str, crash_before_commit: bool = False, **env: str
+    ) -> Finished:
         """Runs one `wallet update` to its end (first waiting until no updater holds the
         database's lock, so a killed predecessor cannot make it skip its pass)."""
         wait_until_unlocked(database_url)
-        return self.start(database_url, *args, **env).wait()
+        started = self.start(database_url, *args, crash_before_commit=crash_before_commit, **env)
+        return started.wait()
 
     def reconcile(self, database_url: str) -> Finished:
         """`wallet reconcile --records` on the same table and database, to its end."""
@@ -127,6 +137,10 @@ class Updaters:
             if started.process.poll() is None:
                 started.process.kill()
                 started.process.wait()
+
+
+def _crashing_wallet_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tests.e2e.crash_before_commit", *args]
 
 
 @pytest.fixture
@@ -210,13 +224,12 @@ def test_a_pass_logs_one_json_line_with_the_age_of_the_as_of_it_stored(
 def test_a_crash_before_commit_writes_nothing_and_the_next_pass_is_exact(
     updaters: Updaters, dynamodb: DynamoDBClient, table_name: str, database_url: str
 ) -> None:
-    crash = {"WALLET_UPDATER_KILL_BEFORE_COMMIT": "true"}
     write_deposits(dynamodb, table_name, make_deposits(150, prefix="before-first-pass"))
 
-    assert_killed_before_commit(updaters.run(database_url, **crash))
+    assert_killed_before_commit(updaters.run(database_url, crash_before_commit=True))
     assert read_model(database_url).is_empty()
     write_deposits(dynamodb, table_name, make_deposits(100, prefix="between-crashes"))
-    assert_killed_before_commit(updaters.run(database_url, **crash))
+    assert_killed_before_commit(updaters.run(database_url, crash_before_commit=True))
     assert read_model(database_url).is_empty()
 
     assert_ok(updaters.run(database_url))
@@ -225,7 +238,7 @@ def test_a_crash_before_commit_writes_nothing_and_the_next_pass_is_exact(
 
     # Mid-stream: checkpoints exist; a crash leaves rows, checkpoints and as_of as they were.
     write_deposits(dynamodb, table_name, make_deposits(50, prefix="before-crash"))
-    assert_killed_before_commit(updaters.run(database_url, **crash))
+    assert_killed_before_commit(updaters.run(database_url, crash_before_commit=True))
     assert read_model(database_url) == first
     write_deposits(dynamodb, table_name, make_deposits(50, prefix="after-crash"))
 

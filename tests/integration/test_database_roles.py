@@ -34,7 +34,7 @@ from services.ledger.adapters.migrations import (
     migrate,
 )
 from services.ledger.adapters.read_model import metadata
-from services.platform.settings import Settings
+from services.platform.settings import UpdaterSettings
 from services.updater.main import run_reconcile, run_updater
 from tests.updater_support import (
     START,
@@ -140,7 +140,7 @@ def test_the_roles_have_exactly_their_privileges_and_own_nothing(database_url: s
 
 
 def test_update_rebuild_and_reconcile_run_as_the_updater_role(
-    settings: Settings,
+    settings: UpdaterSettings,
     dynamodb: DynamoDBClient,
     table_name: str,
     database_url: str,

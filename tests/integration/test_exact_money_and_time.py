@@ -14,7 +14,7 @@ from services.ledger.adapters.database import create_database_engine
 from services.ledger.domain.buckets import format_instant
 from services.ledger.domain.money import exact_arithmetic
 from services.ledger.domain.records import Deposit
-from services.platform.settings import Settings
+from services.platform.settings import CommandSettings
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
 from services.updater.reconcile import reconcile
@@ -110,7 +110,7 @@ def test_one_shard_sums_past_38_digits_exactly_through_to_the_history(
     command_stub: command_pb2_grpc.WalletCommandStub,
     query_stub: query_pb2_grpc.WalletQueryStub,
     scan: Scan,
-    settings: Settings,
+    settings: CommandSettings,
     dynamodb: DynamoDBClient,
     table_name: str,
     database_url: str,

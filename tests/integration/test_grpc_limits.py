@@ -12,7 +12,7 @@ import pytest
 
 from services.command import server as command_server
 from services.platform.grpc_server import GrpcService
-from services.platform.settings import Settings
+from services.platform.settings import CommandSettings
 from tests.auth_support import authenticated_channel
 from tests.integration.conftest import Scan, deposit_request
 from wallet.v1 import command_pb2_grpc
@@ -23,7 +23,7 @@ HELD_CALL_DEADLINE = 3.0  # shorter than the store's own timeouts on a silent en
 
 
 def test_a_request_over_the_size_limit_is_refused_and_writes_nothing(
-    command_stub: command_pb2_grpc.WalletCommandStub, settings: Settings, scan: Scan
+    command_stub: command_pb2_grpc.WalletCommandStub, settings: CommandSettings, scan: Scan
 ) -> None:
     oversized = deposit_request(
         occurred_at=OCCURRED_AT, amount="1" * (settings.grpc_max_receive_bytes + 1)
@@ -64,7 +64,7 @@ def black_hole() -> Iterator[str]:
 
 @pytest.fixture
 def bounded_service(
-    settings: Settings, black_hole: str, monkeypatch: pytest.MonkeyPatch
+    settings: CommandSettings, black_hole: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[GrpcService]:
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", black_hole)
     bounded = settings.model_copy(update={"grpc_max_concurrent_rpcs": BOUND})

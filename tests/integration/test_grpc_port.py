@@ -4,11 +4,11 @@ import pytest
 
 from services.command import server as command_server
 from services.platform.grpc_server import GrpcService
-from services.platform.settings import Settings
+from services.platform.settings import CommandSettings
 
 
 def test_a_second_service_on_a_taken_port_fails_to_start(
-    command_service: GrpcService, settings: Settings
+    command_service: GrpcService, settings: CommandSettings
 ) -> None:
     """grpcio's default SO_REUSEPORT let both bind and split the calls between them."""
     with pytest.raises(OSError, match="in use"):

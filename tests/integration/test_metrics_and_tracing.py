@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
 from services.platform.grpc_server import GrpcService
-from services.platform.settings import Settings
+from services.platform.settings import QuerySettings, TableSettings
 from services.query import server as query_server
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import PassReport, Projector
@@ -154,7 +154,7 @@ def test_the_trace_id_sent_in_metadata_is_in_the_call_line(
     assert AWS_FORMAT.fullmatch(str(untraced["trace_id"]))
 
 
-def run_pass(settings: Settings, database_url: str) -> PassReport:
+def run_pass(settings: TableSettings, database_url: str) -> PassReport:
     """One updater pass over the test's table into the test's read model."""
     engine: Engine = create_database_engine(database_url, pool_size=1)
     projector = Projector(
@@ -168,7 +168,7 @@ def run_pass(settings: Settings, database_url: str) -> PassReport:
 
 
 def test_an_updater_pass_counts_the_stream_records_it_read(
-    command_stub: command_pb2_grpc.WalletCommandStub, settings: Settings, database_url: str
+    command_stub: command_pb2_grpc.WalletCommandStub, settings: TableSettings, database_url: str
 ) -> None:
     for number in range(3):
         command_stub.RecordTransaction(
@@ -202,7 +202,7 @@ def test_before_any_pass_the_read_model_age_is_infinite(
 def test_after_a_pass_the_read_model_age_is_that_of_the_as_of_the_answers_report(
     command_stub: command_pb2_grpc.WalletCommandStub,
     query_stub: query_pb2_grpc.WalletQueryStub,
-    settings: Settings,
+    settings: TableSettings,
     database_url: str,
 ) -> None:
     command_stub.RecordTransaction(deposit_request(request_id="aged", occurred_at=OCCURRED))
@@ -220,7 +220,7 @@ def test_after_a_pass_the_read_model_age_is_that_of_the_as_of_the_answers_report
 
 
 def test_an_unreachable_read_model_has_no_age_sample_and_does_not_hold_the_scrape(
-    settings: Settings,
+    settings: QuerySettings,
 ) -> None:
     nothing_listening = f"postgresql://postgres@127.0.0.1:{free_port()}/wallet"
     service = query_server.build(settings, nothing_listening, port=0)  # watches its read model

@@ -30,7 +30,11 @@ from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
 from services.ledger.domain.records import Recorded, new_deposit
 from services.platform.grpc_errors import field_violations
-from services.platform.settings import STREAM_DELIVERY_ALLOWANCE_SECONDS, Settings
+from services.platform.settings import (
+    STREAM_DELIVERY_ALLOWANCE_SECONDS,
+    CommandSettings,
+    QuerySettings,
+)
 from services.query import server as query_server
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
@@ -121,7 +125,7 @@ class Ledger:
 def make_ledger(dynamodb: DynamoDBClient, table_name: str, engine: Engine) -> Ledger:
     projection = ProjectionStore(engine)
     reader = StreamReader(dynamodb, streams_client(), table_name)
-    shard_count = Settings().aggregate_shards
+    shard_count = CommandSettings().aggregate_shards
     return Ledger(
         store=DynamoWriteStore(dynamodb, table_name, shard_count),
         projector=Projector(reader, projection),
@@ -148,8 +152,8 @@ def module_database(postgres_admin_url: str, migrated_template: str) -> Iterator
 
 
 @pytest.fixture(scope="module")
-def module_settings(module_table: str) -> Settings:
-    return Settings(table_name=module_table, listen_host="127.0.0.1", auth_hs256_secret=TEST_SECRET)
+def module_settings() -> QuerySettings:
+    return QuerySettings(listen_host="127.0.0.1", auth_hs256_secret=TEST_SECRET)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +165,7 @@ def ledger(module_table: str, module_database: str) -> Iterator[Ledger]:
 
 @pytest.fixture(scope="module")
 def stub(
-    module_settings: Settings, module_database: str
+    module_settings: QuerySettings, module_database: str
 ) -> Iterator[query_pb2_grpc.WalletQueryStub]:
     service = query_server.build(module_settings, module_database, port=0)
     service.start()
@@ -831,7 +835,7 @@ def database_proxy(module_database: str) -> Iterator[tuple[TcpProxy, str]]:
 
 
 def test_database_outage_gives_unavailable_and_the_service_recovers_by_itself(
-    ledger: Ledger, module_settings: Settings, database_proxy: tuple[TcpProxy, str]
+    ledger: Ledger, module_settings: QuerySettings, database_proxy: tuple[TcpProxy, str]
 ) -> None:
     proxy, proxied_url = database_proxy
     wallet = new_wallet()

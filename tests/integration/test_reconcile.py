@@ -18,7 +18,7 @@ from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.database import create_database_engine, sqlalchemy_url
 from services.ledger.adapters.write_store import dynamodb_client
 from services.ledger.domain.records import Deposit
-from services.platform.settings import Settings
+from services.platform.settings import ReconcileSettings
 from services.updater.main import run_reconcile
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
@@ -55,7 +55,7 @@ def _differences(table_name: str, database_url: str, *, check_records: bool) -> 
 def test_an_exact_read_model_reconciles(
     table_name: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = Settings(table_name=table_name)
+    settings = ReconcileSettings(table_name=table_name)
     assert run_reconcile(settings, database_url, check_records=True) == 0
     assert "no difference" in capsys.readouterr().out
 
@@ -101,7 +101,10 @@ def test_the_command_exits_1_on_a_difference(
 ) -> None:
     with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as connection:
         connection.execute("DELETE FROM day_totals")
-    assert run_reconcile(Settings(table_name=table_name), database_url, check_records=False) == 1
+    assert (
+        run_reconcile(ReconcileSettings(table_name=table_name), database_url, check_records=False)
+        == 1
+    )
     out = capsys.readouterr().out
     assert "day_totals" in out
 
@@ -170,7 +173,7 @@ def test_a_server_in_another_time_zone_reconciles_and_answers_exactly_across_a_d
     finally:
         engine.dispose()
 
-    assert run_reconcile(Settings(table_name=table_name), url, check_records=True) == 0
+    assert run_reconcile(ReconcileSettings(table_name=table_name), url, check_records=True) == 0
     assert "no difference" in capsys.readouterr().out
     start, end = FOLD_START - timedelta(hours=2), FOLD_START + timedelta(hours=4)
     for zone in (NEW_YORK, ZoneInfo("UTC")):

@@ -16,7 +16,7 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from services.ledger.adapters import ledger_table as t
 from services.ledger.domain.buckets import format_instant
 from services.ledger.domain.records import new_deposit
-from services.platform.settings import Settings
+from services.platform.settings import CommandSettings
 from tests.integration.conftest import Scan, aggregates, deposit_request, records
 from wallet.v1 import command_pb2_grpc
 
@@ -29,7 +29,7 @@ ApiCall = Callable[..., dict[str, Any]]
 
 
 def seed_full_aggregate(
-    dynamodb: DynamoDBClient, table_name: str, settings: Settings, request_id: str
+    dynamodb: DynamoDBClient, table_name: str, settings: CommandSettings, request_id: str
 ) -> dict[str, Any]:
     """The aggregate item the deposit `request_id` adds to, with whole units no ADD can
     grow: no real sum gets there, but DynamoDB then refuses the deposit's values as it
@@ -56,7 +56,7 @@ def test_a_write_dynamodb_refuses_is_unavailable_and_stores_nothing(
     command_stub: command_pb2_grpc.WalletCommandStub,
     dynamodb: DynamoDBClient,
     table_name: str,
-    settings: Settings,
+    settings: CommandSettings,
     scan: Scan,
 ) -> None:
     """Before the fix, DynamoDB's refusal reached the client as INTERNAL. It is not the

@@ -15,7 +15,7 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 
 from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.write_store import dynamodb_client
-from services.platform.settings import Settings
+from services.platform.settings import UpdaterSettings
 from services.updater import main
 from services.updater.main import EXIT_CHECKPOINT_LOST, run_updater
 from services.updater.positions import CheckpointLost, ShardPosition
@@ -171,7 +171,7 @@ def test_a_rebuild_recovers_a_trimmed_stream_and_trimming_is_detected_again(
 
 def test_wallet_update_exits_3_naming_rebuild_on_a_trimmed_stream_and_rebuild_recovers(
     scripted: ScriptedStreams,
-    settings: Settings,
+    settings: UpdaterSettings,
     dynamodb: DynamoDBClient,
     table_name: str,
     database_url: str,

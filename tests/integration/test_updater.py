@@ -25,7 +25,7 @@ from services.ledger.adapters.read_store import PostgresReadStore
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
 from services.ledger.domain.aggregates import AggregateImage
 from services.ledger.domain.records import Deposit, Recorded
-from services.platform.settings import Settings
+from services.platform.settings import TableSettings
 from services.updater.positions import CheckpointLost, ShardPosition
 from services.updater.projection_store import ProjectionStore
 from services.updater.projector import Projector
@@ -68,7 +68,7 @@ MakeUpdater = Callable[..., Updater]
 
 
 @pytest.fixture
-def make_updater(settings: Settings) -> Iterator[MakeUpdater]:
+def make_updater(settings: TableSettings) -> Iterator[MakeUpdater]:
     """Builds the updater over a database as services/updater/main.py does."""
     engines: list[Engine] = []
 

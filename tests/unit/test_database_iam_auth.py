@@ -10,7 +10,7 @@ from botocore.exceptions import NoRegionError
 from sqlalchemy.engine import make_url
 
 from services.ledger.adapters.database import RdsIamToken, create_database_engine
-from services.platform.settings import Settings
+from services.platform.settings import DatabaseSettings
 
 pytestmark = pytest.mark.usefixtures("no_database_environment")
 HOST = "wallet-read-model.cluster-ro-abc.eu-west-1.rds.amazonaws.com"
@@ -33,12 +33,12 @@ def _iam_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_iam_auth_is_off_by_default() -> None:
-    assert Settings().database_iam_auth is False
+    assert DatabaseSettings().database_iam_auth is False
 
 
 def test_iam_auth_builds_a_url_with_tls_and_no_password(monkeypatch: pytest.MonkeyPatch) -> None:
     _iam_settings(monkeypatch)
-    url = Settings().database_url
+    url = DatabaseSettings().database_url
     assert url == f"postgresql://wallet_query@{HOST}:5432/wallet?sslmode=require"
     parsed = make_url(url)
     assert parsed.password is None
@@ -49,7 +49,7 @@ def test_iam_auth_refuses_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
     _iam_settings(monkeypatch)
     monkeypatch.setenv("WALLET_DATABASE_PASSWORD", "left-over")
     with pytest.raises(ValueError, match="WALLET_DATABASE_PASSWORD must be unset"):
-        Settings()
+        DatabaseSettings()
 
 
 @pytest.mark.parametrize(
@@ -70,14 +70,14 @@ def test_iam_auth_takes_the_server_from_the_parts(
         else:
             monkeypatch.delenv(name)
     with pytest.raises(ValueError, match="WALLET_DATABASE_HOST"):
-        Settings()
+        DatabaseSettings()
 
 
 def test_iam_auth_still_needs_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
     _iam_settings(monkeypatch)
     monkeypatch.delenv("WALLET_DATABASE_USER")
     with pytest.raises(ValueError, match="WALLET_DATABASE_USER"):
-        Settings()
+        DatabaseSettings()
 
 
 @pytest.mark.usefixtures("aws_credentials")

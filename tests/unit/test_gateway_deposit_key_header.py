@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from grpc.aio import AioRpcError, Metadata
 
 from gateway.app import create_app
-from services.platform.settings import Settings
+from services.platform.settings import GatewaySettings
 from tests.auth_support import TEST_SECRET, bearer_header, token_for
 from wallet.v1 import command_pb2, records_pb2
 
@@ -69,7 +69,7 @@ class FakeBackends:
 
 @pytest.fixture
 def app() -> FastAPI:
-    app = create_app(Settings(auth_hs256_secret=TEST_SECRET))
+    app = create_app(GatewaySettings(auth_hs256_secret=TEST_SECRET))
     app.state.backends = FakeBackends()
     return app
 

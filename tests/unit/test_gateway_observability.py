@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from gateway import observability, problems
 from gateway.app import create_app
-from services.platform.settings import Settings
+from services.platform.settings import GatewaySettings
 from tests.auth_support import TEST_SECRET
 from tests.metrics_support import sample
 
@@ -175,7 +175,7 @@ def test_outside_a_request_the_current_trace_id_is_a_new_one() -> None:
 
 
 def test_the_gateway_serves_metrics_without_a_token_and_outside_its_openapi() -> None:
-    app = create_app(Settings(auth_hs256_secret=TEST_SECRET))
+    app = create_app(GatewaySettings(auth_hs256_secret=TEST_SECRET))
     response = get(app, "/metrics")
     assert response.status_code == 200
     assert "wallet_http_request_duration_seconds" in response.text

@@ -3,9 +3,9 @@
 - the DynamoDB table equals ledger_table.table_definition;
 - every task sets exactly the settings its process reads (PROCESS_SETTINGS below), the
   migrate task's credentials through `secrets` (query and updater have none: IAM database
-  authentication, tests/unit/test_database_roles_drift.py), and every setting is either
-  deployed or said not to be;
-- the ports equal the defaults in Settings, wherever terraform uses them; metrics are open
+  authentication, tests/unit/test_database_roles_drift.py), and every field of a process's
+  settings class (PROCESS_CLASSES) is either deployed or said not to be;
+- the ports equal the defaults in the settings, wherever terraform uses them; metrics are open
   to the scrapers' security groups only, and the load balancer keeps /metrics to itself;
 - the gateway keeps idle connections open longer than the load balancer does;
 - each task role allows exactly the DynamoDB actions of its process (the DYNAMODB_ACTIONS
@@ -27,10 +27,20 @@ from typing import Any
 import hcl2
 import pytest
 from pydantic import AliasChoices
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
 
 from services.ledger.adapters import ledger_table, write_store
 from services.ledger.domain.records import Deposit
-from services.platform.settings import PROJECT_ROOT, Settings
+from services.platform.settings import (
+    PROJECT_ROOT,
+    CommandSettings,
+    DatabaseSettings,
+    GatewaySettings,
+    QuerySettings,
+    TableSettings,
+    UpdaterSettings,
+)
 from services.updater import stream_reader
 from wallet_cli.main import build_parser
 
@@ -51,7 +61,16 @@ _DATABASE = {
 # Tokens are verified against the identity provider's JWKS wherever they arrive.
 _AUTH = {"auth_jwks_url", "auth_issuer", "auth_audience"}
 _GRPC_LIMITS = {"grpc_max_receive_bytes", "grpc_max_concurrent_rpcs"}
-# Which Settings fields each process reads (wallet_cli/main.py and the entry points it calls).
+# The settings class each process reads (wallet_cli/main.py): the entry points it calls take
+# that class or a part of it, so its fields are all the process can read.
+PROCESS_CLASSES: dict[str, type[BaseSettings]] = {
+    "gateway": GatewaySettings,
+    "command": CommandSettings,
+    "query": QuerySettings,
+    "updater": UpdaterSettings,
+    "migrate": DatabaseSettings,
+}
+# Which fields of its class each process is deployed with.
 PROCESS_SETTINGS: dict[str, set[str]] = {
     "gateway": {
         "listen_host",
@@ -94,15 +113,27 @@ PROCESS_SETTINGS: dict[str, set[str]] = {
     # The master user's password: the only process that has one.
     "migrate": _DATABASE | {"database_password"},
 }
-# Settings no deployed process needs, and why.
-NOT_DEPLOYED = {
-    "database_url": "on AWS the URL is built from WALLET_DATABASE_*: the secret has no URL",
-    "dev_dir": "the data folder of the local stack (wallet dev)",
-    "updater_interval_seconds": "only for `wallet update --follow`; AWS runs one pass a run",
-    "updater_kill_before_commit": "crash tests only",
-    "updater_metrics_port": "only `wallet update --follow` serves metrics; AWS runs one pass",
+# The fields of its class a process is deployed without, and why.
+_KEYS_NOT_DEPLOYED = {
     "auth": "enabled unless set to disabled, which no deployment may be",
     "auth_hs256_secret": "the local stack's and the tests' key: AWS verifies with a JWKS",
+}
+_URL_NOT_DEPLOYED = {
+    "database_url": "on AWS the URL is built from WALLET_DATABASE_*: the secret has no URL",
+}
+_NO_PASSWORD = {"database_password": "IAM database authentication: a token per connection"}
+NOT_DEPLOYED: dict[str, dict[str, str]] = {
+    "gateway": _KEYS_NOT_DEPLOYED,
+    "command": _KEYS_NOT_DEPLOYED,
+    "query": _KEYS_NOT_DEPLOYED | _URL_NOT_DEPLOYED | _NO_PASSWORD,
+    "updater": _URL_NOT_DEPLOYED
+    | _NO_PASSWORD
+    | {
+        "listen_host": "only `wallet update --follow` serves metrics; AWS runs one pass",
+        "updater_metrics_port": "only `wallet update --follow` serves metrics",
+        "updater_interval_seconds": "only for `wallet update --follow`; AWS runs one pass a run",
+    },
+    "migrate": _URL_NOT_DEPLOYED,
 }
 # Migrate's credentials: from the database secret's JSON keys, never in `environment`.
 SECRET_SETTINGS = {"database_user": "username", "database_password": "password"}
@@ -242,11 +273,17 @@ def _secrets(process: str) -> dict[str, str]:
     return {item["name"]: item["valueFrom"] for item in _container(process)["secrets"]}
 
 
+def _field(process: str, name: str) -> FieldInfo:
+    return PROCESS_CLASSES[process].model_fields[name]
+
+
 def _env_name(field: str) -> str:
-    alias = Settings.model_fields[field].validation_alias
+    """A field's variable, the same in every class that has it (tests/unit/test_settings.py)."""
+    settings = next(cls for cls in PROCESS_CLASSES.values() if field in cls.model_fields)
+    alias = settings.model_fields[field].validation_alias
     if isinstance(alias, AliasChoices):
         return str(alias.choices[0])
-    return f"{Settings.model_config['env_prefix']}{field}".upper()
+    return f"{settings.model_config['env_prefix']}{field}".upper()
 
 
 @pytest.mark.parametrize("path", _terraform_files(), ids=lambda path: path.name)
@@ -263,7 +300,7 @@ def test_the_configuration_has_every_process() -> None:
 
 
 def test_table_equals_the_code_definition() -> None:
-    definition = ledger_table.table_definition(Settings().table_name)
+    definition = ledger_table.table_definition(TableSettings().table_name)
     table = _resource("aws_dynamodb_table", "ledger")
     keys = {key["KeyType"]: key["AttributeName"] for key in definition["KeySchema"]}
     assert {"HASH": table["hash_key"], "RANGE": table["range_key"]} == keys
@@ -275,7 +312,7 @@ def test_table_equals_the_code_definition() -> None:
     stream = definition["StreamSpecification"]
     assert table["stream_enabled"] is stream["StreamEnabled"]
     assert table["stream_view_type"] == stream["StreamViewType"]
-    assert _resolve(table["name"]) == Settings().table_name
+    assert _resolve(table["name"]) == TableSettings().table_name
 
 
 def test_table_is_protected() -> None:
@@ -296,10 +333,11 @@ def test_tasks_use_the_terraform_table() -> None:
 # --- settings ------------------------------------------------------------------------------
 
 
-def test_every_setting_is_deployed_or_said_not_to_be() -> None:
-    deployed = set().union(*PROCESS_SETTINGS.values())
-    assert not deployed & set(NOT_DEPLOYED)
-    assert deployed | set(NOT_DEPLOYED) == set(Settings.model_fields)
+@pytest.mark.parametrize("process", PROCESSES)
+def test_every_setting_of_a_process_is_deployed_or_said_not_to_be(process: str) -> None:
+    deployed, not_deployed = PROCESS_SETTINGS[process], set(NOT_DEPLOYED[process])
+    assert not deployed & not_deployed
+    assert deployed | not_deployed == set(PROCESS_CLASSES[process].model_fields)
 
 
 @pytest.mark.parametrize("process", PROCESSES)
@@ -358,9 +396,9 @@ def test_database_settings_point_at_the_cluster() -> None:
 def test_ports_are_the_settings_defaults() -> None:
     ports = _local("ports")
     for process in SERVED:
-        assert ports[process] == Settings.model_fields[f"{process}_port"].default
+        assert ports[process] == _field(process, f"{process}_port").default
     for process in METRICS_PORTS:
-        port = Settings.model_fields[f"{process}_metrics_port"].default
+        port = _field(process, f"{process}_metrics_port").default
         assert ports[f"{process}_metrics"] == port
 
 
@@ -372,9 +410,9 @@ def test_container_listens_where_its_settings_say(process: str) -> None:
     if process not in SERVED:
         assert mappings == []
         return
-    port = Settings.model_fields[f"{process}_port"].default
+    port = _field(process, f"{process}_port").default
     if process in METRICS_PORTS:
-        metrics_port = Settings.model_fields[f"{process}_metrics_port"].default
+        metrics_port = _field(process, f"{process}_metrics_port").default
         assert mappings == [port, metrics_port]
         setting = _env_name(f"{process}_metrics_port")
         assert _resolve(_environment(process)[setting]) == metrics_port
@@ -386,7 +424,7 @@ def test_container_listens_where_its_settings_say(process: str) -> None:
 def test_gateway_reaches_the_services_by_their_service_connect_names() -> None:
     environment = _environment("gateway")
     for service in ("command", "query"):
-        port = Settings.model_fields[f"{service}_port"].default
+        port = _field(service, f"{service}_port").default
         connect = _resource("aws_ecs_service", service)["service_connect_configuration"][0]
         alias = connect["service"][0]["client_alias"][0]
         assert connect["enabled"] is True
@@ -399,7 +437,7 @@ def test_gateway_reaches_the_services_by_their_service_connect_names() -> None:
 
 
 def test_load_balancer_sends_traffic_to_the_gateway_port() -> None:
-    port = Settings.model_fields["gateway_port"].default
+    port = _field("gateway", "gateway_port").default
     target_group = _resource("aws_lb_target_group", "gateway")
     assert _resolve(target_group["port"]) == port
     # Liveness, not readiness: an outage of one backend must not take every gateway out.
@@ -415,7 +453,7 @@ def test_load_balancer_sends_traffic_to_the_gateway_port() -> None:
 )
 def test_grpc_services_admit_only_their_clients_on_their_port(rule: str, service: str) -> None:
     ingress = _resource("aws_vpc_security_group_ingress_rule", rule)
-    port = Settings.model_fields[f"{service}_port"].default
+    port = _field(service, f"{service}_port").default
     assert _resolve(ingress["from_port"]) == _resolve(ingress["to_port"]) == port
     assert ingress["security_group_id"] == _ref(f"aws_security_group.{service}.id")
     assert ingress["referenced_security_group_id"] == _ref("each.value")
@@ -447,7 +485,7 @@ def test_metrics_are_open_only_to_the_scrapers_groups() -> None:
     }
     ports = {"gateway": "gateway_port", **{p: f"{p}_metrics_port" for p in METRICS_PORTS}}
     assert endpoints == {
-        process: (_ref(f"aws_security_group.{process}.id"), Settings.model_fields[field].default)
+        process: (_ref(f"aws_security_group.{process}.id"), _field(process, field).default)
         for process, field in ports.items()
     }
     assert "var.metrics_scraper_security_group_ids" in _local("metrics_scrapes")
@@ -526,7 +564,7 @@ def test_gateway_keeps_idle_connections_longer_than_the_load_balancer(idle_timeo
 def test_gateway_default_keep_alive_outlasts_the_load_balancer() -> None:
     """A gateway started without the setting keeps connections longer than the load
     balancer's default idle timeout too."""
-    default = Settings.model_fields["gateway_keep_alive_seconds"].default
+    default = _field("gateway", "gateway_keep_alive_seconds").default
     assert default > _default("alb_idle_timeout_seconds")
 
 

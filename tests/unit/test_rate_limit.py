@@ -9,10 +9,11 @@ from time_machine import TimeMachineFixture
 
 from gateway.problems import Problem
 from gateway.rate_limit import RateLimiter
+from services.platform.settings import parse_rate_limit
 
 
 def test_a_client_over_its_limit_is_refused_with_retry_after() -> None:
-    limiter = RateLimiter("3/minute")
+    limiter = RateLimiter(parse_rate_limit("3/minute"))
     for _ in range(3):
         limiter.admit("a")
     with pytest.raises(Problem) as refused:
@@ -23,7 +24,7 @@ def test_a_client_over_its_limit_is_refused_with_retry_after() -> None:
 
 
 def test_a_refused_request_is_not_counted_against_the_other_limits() -> None:
-    limiter = RateLimiter("1/minute;5/hour")
+    limiter = RateLimiter(parse_rate_limit("1/minute;5/hour"))
     limiter.admit("a")
     for _ in range(10):
         with pytest.raises(Problem):
@@ -32,7 +33,7 @@ def test_a_refused_request_is_not_counted_against_the_other_limits() -> None:
 
 
 def test_disabled_admits_everything() -> None:
-    limiter = RateLimiter("disabled")
+    limiter = RateLimiter(parse_rate_limit("disabled"))
     for _ in range(1000):
         limiter.admit("a")
 
@@ -40,7 +41,7 @@ def test_disabled_admits_everything() -> None:
 def test_counters_of_clients_gone_quiet_are_dropped(time_machine: TimeMachineFixture) -> None:
     time_machine.move_to(time.time(), tick=False)  # limits reads time.time(): now ours to move
     counters = MemoryStorage()
-    limiter = RateLimiter("5/second", counters)
+    limiter = RateLimiter(parse_rate_limit("5/second"), counters)
     for client in range(2000):
         limiter.admit(f"addr:{client}")
     assert len(counters.storage) >= 2000

@@ -5,13 +5,13 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.ledger.adapters.database import sqlalchemy_url
-from services.platform.settings import Settings
+from services.platform.settings import DatabaseSettings
 
 pytestmark = pytest.mark.usefixtures("no_database_environment")
 
 
 def test_no_database_settings_leave_the_url_unset() -> None:
-    assert Settings().database_url is None
+    assert DatabaseSettings().database_url is None
 
 
 def test_url_is_built_from_the_parts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,7 +20,7 @@ def test_url_is_built_from_the_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WALLET_DATABASE_NAME", "wallet")
     monkeypatch.setenv("WALLET_DATABASE_USER", "wallet_admin")
     monkeypatch.setenv("WALLET_DATABASE_PASSWORD", "secret")
-    assert Settings().database_url == (
+    assert DatabaseSettings().database_url == (
         "postgresql://wallet_admin:secret@db.cluster-x.eu-west-1.rds.amazonaws.com:5433/wallet"
     )
 
@@ -28,7 +28,7 @@ def test_url_is_built_from_the_parts(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_port_and_name_have_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WALLET_DATABASE_HOST", "db")
     monkeypatch.setenv("WALLET_DATABASE_USER", "postgres")
-    assert Settings().database_url == "postgresql://postgres@db:5432/postgres"
+    assert DatabaseSettings().database_url == "postgresql://postgres@db:5432/postgres"
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_any_password_survives_the_url(monkeypatch: pytest.MonkeyPatch, password
     monkeypatch.setenv("WALLET_DATABASE_HOST", "db")
     monkeypatch.setenv("WALLET_DATABASE_USER", "wallet@admin")
     monkeypatch.setenv("WALLET_DATABASE_PASSWORD", password)
-    url = Settings().database_url
+    url = DatabaseSettings().database_url
     assert url is not None
     for parsed in (make_url(url), make_url(sqlalchemy_url(url))):
         assert parsed.username == "wallet@admin"
@@ -52,10 +52,10 @@ def test_database_url_wins_over_the_parts(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@elsewhere/app")
     monkeypatch.setenv("WALLET_DATABASE_HOST", "db")
     monkeypatch.setenv("WALLET_DATABASE_USER", "postgres")
-    assert Settings().database_url == "postgresql://app@elsewhere/app"
+    assert DatabaseSettings().database_url == "postgresql://app@elsewhere/app"
 
 
 def test_host_without_user_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WALLET_DATABASE_HOST", "db")
     with pytest.raises(ValueError, match="WALLET_DATABASE_USER"):
-        Settings()
+        DatabaseSettings()

@@ -11,7 +11,7 @@ import pytest
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway.app import create_app
-from services.platform.settings import Settings
+from services.platform.settings import GatewaySettings
 from tests.auth_support import TEST_SECRET
 
 LOAD_BALANCER = "10.0.3.17"  # a node of the load balancer, inside the VPC
@@ -51,7 +51,7 @@ def test_with_every_peer_trusted_the_client_names_itself() -> None:
 
 def warnings_at_start(caplog: pytest.LogCaptureFixture, trusted_proxies: str) -> list[str]:
     caplog.set_level(logging.WARNING, logger="wallet.gateway")
-    create_app(Settings(auth_hs256_secret=TEST_SECRET, trusted_proxies=trusted_proxies))
+    create_app(GatewaySettings(auth_hs256_secret=TEST_SECRET, trusted_proxies=trusted_proxies))
     return [
         record.getMessage()
         for record in caplog.records

@@ -20,12 +20,12 @@ from services.ledger.adapters.migrations import migrate
 from services.ledger.adapters.write_store import dynamodb_client
 from services.platform.auth.configured import dev_token, ensure_dev_secret
 from services.platform.auth.tokens import ALL_WALLETS
-from services.platform.settings import Settings
+from services.platform.settings import DevStackSettings, TokenSigningSettings
 from wallet_cli.local.dynamodb_local import DynamoDBLocal
 from wallet_cli.local.embedded_postgres import embedded_postgres
 
 DYNAMODB_PORT_ENV = "WALLET_DYNAMODB_LOCAL_PORT"
-DEV_DIR_ENV = "WALLET_DEV_DIR"  # read by Settings.dev_dir
+DEV_DIR_ENV = "WALLET_DEV_DIR"  # read by DevStackSettings.dev_dir
 _BANNER_TOKEN_TTL = timedelta(hours=12)
 
 
@@ -55,7 +55,7 @@ def _children_commands() -> list[list[str]]:
 
 
 def run_dev_stack() -> int:
-    settings = Settings()
+    settings = DevStackSettings()
     dynamodb_port = int(os.environ.get(DYNAMODB_PORT_ENV, "8000"))
     require_free_port(f"DynamoDB Local (${DYNAMODB_PORT_ENV})", dynamodb_port)
     require_free_port("the command service ($WALLET_COMMAND_PORT)", settings.command_port)
@@ -122,7 +122,7 @@ def run_dev_stack() -> int:
     return 0
 
 
-def _auth_env(settings: Settings) -> dict[str, str]:
+def _auth_env(settings: TokenSigningSettings) -> dict[str, str]:
     """The dev secret for every child, unless auth is off or keys are configured already."""
     if (
         settings.auth == "disabled"
@@ -133,7 +133,7 @@ def _auth_env(settings: Settings) -> dict[str, str]:
     return {"WALLET_AUTH_HS256_SECRET": ensure_dev_secret(settings.dev_dir)}
 
 
-def _token_banner(settings: Settings) -> str:
+def _token_banner(settings: TokenSigningSettings) -> str:
     if settings.auth == "disabled":
         return "Auth             DISABLED (WALLET_AUTH=disabled): any caller may use any wallet\n"
     token = dev_token(settings, [ALL_WALLETS], _BANNER_TOKEN_TTL, subject="wallet-dev-user")
@@ -147,7 +147,7 @@ def _token_banner(settings: Settings) -> str:
     )
 
 
-def _metrics_ports(settings: Settings) -> list[tuple[str, str, int]]:
+def _metrics_ports(settings: DevStackSettings) -> list[tuple[str, str, int]]:
     """(process, variable, port) of the processes that serve metrics on a port of their own
     (a port of 0 serves none)."""
     return [
@@ -157,7 +157,7 @@ def _metrics_ports(settings: Settings) -> list[tuple[str, str, int]]:
     ]
 
 
-def _metrics_banner(settings: Settings, gateway: str) -> str:
+def _metrics_banner(settings: DevStackSettings, gateway: str) -> str:
     served = [
         f"http://127.0.0.1:{port}/metrics ({process})"
         for process, _, port in _metrics_ports(settings)

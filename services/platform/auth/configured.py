@@ -8,7 +8,7 @@ from pathlib import Path
 import jwt
 
 from services.platform.auth.tokens import TokenVerifier, mint_token, new_secret
-from services.platform.settings import Settings
+from services.platform.settings import AuthSettings, TokenSigningSettings
 
 log = logging.getLogger("wallet.auth")
 DEV_SECRET_FILE = "auth-secret"  # noqa: S105 (the file's name, not its content)
@@ -18,7 +18,7 @@ class AuthNotConfigured(Exception):
     pass
 
 
-def load_verifier(settings: Settings) -> TokenVerifier | None:
+def load_verifier(settings: AuthSettings) -> TokenVerifier | None:
     """The verifier, or None when auth is disabled (which is logged as a warning)."""
     if settings.auth == "disabled":
         log.warning(
@@ -63,7 +63,7 @@ def ensure_dev_secret(dev_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def signing_secret(settings: Settings) -> str | None:
+def signing_secret(settings: TokenSigningSettings) -> str | None:
     """The secret `wallet token` signs with: WALLET_AUTH_HS256_SECRET, else the dev stack's;
     none where tokens come from a JWKS (the services would refuse HS256 tokens)."""
     if settings.auth_jwks_url is not None:
@@ -75,7 +75,7 @@ def signing_secret(settings: Settings) -> str | None:
 
 
 def dev_token(
-    settings: Settings, wallets: list[str], ttl: timedelta, subject: str | None = None
+    settings: TokenSigningSettings, wallets: list[str], ttl: timedelta, subject: str | None = None
 ) -> str | None:
     """A token signed with `signing_secret`, or None when there is no secret to sign with."""
     secret = signing_secret(settings)
