@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 ItemKey = tuple[str, datetime, int]
 BucketKey = tuple[str, datetime]
 DayKey = tuple[str, date]
+RecordKey = tuple[str, str]
+# (occurred_at, amount, recorded_at), instants in UTC.
+RecordRow = tuple[datetime, Decimal, datetime]
 
 # A past day, so every deposit is well clear of the "not in the future" rule.
 START = datetime(2024, 3, 1, 0, 0, tzinfo=UTC)
@@ -106,6 +109,24 @@ def dynamodb_aggregates(
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def dynamodb_records(dynamodb: "DynamoDBClient", table_name: str) -> dict[RecordKey, RecordRow]:
+    """Every record item of the table, by (wallet, request id), from a consistent scan."""
+    records: dict[RecordKey, RecordRow] = {}
+    request: dict[str, Any] = {"TableName": table_name, "ConsistentRead": True}
+    while True:
+        page = dynamodb.scan(**request)
+        for item in page.get("Items", []):
+            if item[t.KIND]["S"] == t.RECORD_KIND:
+                records[(item[t.WALLET_ID]["S"], item[t.REQUEST_ID]["S"])] = (
+                    parse_instant(item[t.OCCURRED_AT]["S"]),
+                    Decimal(item[t.AMOUNT]["N"]),
+                    parse_instant(item[t.RECORDED_AT]["S"]),
+                )
+        if "LastEvaluatedKey" not in page:
+            return records
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def stream_arn(dynamodb: "DynamoDBClient", table_name: str) -> str:
     arn = dynamodb.describe_table(TableName=table_name)["Table"].get("LatestStreamArn")
     assert arn, f"table {table_name} has no stream"
@@ -128,17 +149,17 @@ class ReadModel:
     shards: dict[ItemKey, tuple[Decimal, int]]
     buckets: dict[BucketKey, Decimal]
     days: dict[DayKey, tuple[Decimal, Decimal]]
+    records: dict[RecordKey, RecordRow]
     checkpoints: dict[tuple[str, str], Checkpoint]
     as_of: datetime | None
 
     def totals(self) -> tuple[object, ...]:
         """The projected values, without checkpoints and pass time."""
-        return (self.shards, self.buckets, self.days)
+        return (self.shards, self.buckets, self.days, self.records)
 
     def is_empty(self) -> bool:
-        return not (self.shards or self.buckets or self.days or self.checkpoints) and (
-            self.as_of is None
-        )
+        projected = self.shards or self.buckets or self.days or self.records
+        return not (projected or self.checkpoints) and self.as_of is None
 
 
 def read_model(database_url: str) -> ReadModel:
@@ -161,6 +182,12 @@ def read_model(database_url: str) -> ReadModel:
                 "SELECT wallet_id, day, amount, balance_after FROM day_totals"
             )
         }
+        records = {
+            (wallet, request_id): (occurred_at.astimezone(UTC), amount, recorded_at.astimezone(UTC))
+            for wallet, request_id, occurred_at, amount, recorded_at in connection.execute(
+                "SELECT wallet_id, request_id, occurred_at, amount, recorded_at FROM records"
+            )
+        }
         checkpoints = {
             (arn, shard_id): Checkpoint(sequence, finished, at_sequence_number)
             for arn, shard_id, sequence, finished, at_sequence_number in connection.execute(
@@ -173,13 +200,21 @@ def read_model(database_url: str) -> ReadModel:
         ).fetchall()
     assert [row[0] for row in status] == [1], f"projection_status must hold one row: {status}"
     as_of = status[0][1]
-    return ReadModel(shards, buckets, days, checkpoints, as_of and as_of.astimezone(UTC))
+    return ReadModel(shards, buckets, days, records, checkpoints, as_of and as_of.astimezone(UTC))
 
 
 def bucket_sums(shards: dict[ItemKey, tuple[Decimal, int]]) -> dict[BucketKey, Decimal]:
     amounts: dict[BucketKey, list[Decimal]] = defaultdict(list)
     for (wallet, bucket, _), (amount, _) in shards.items():
         amounts[(wallet, bucket)].append(amount)
+    return {key: exact_sum(values) for key, values in amounts.items()}
+
+
+def record_bucket_sums(records: dict[RecordKey, RecordRow]) -> dict[BucketKey, Decimal]:
+    amounts: dict[BucketKey, list[Decimal]] = defaultdict(list)
+    for (wallet, _), (occurred_at, amount, _) in records.items():
+        offset = (occurred_at - START) % timedelta(minutes=15)
+        amounts[(wallet, occurred_at - offset)].append(amount)
     return {key: exact_sum(values) for key, values in amounts.items()}
 
 
@@ -205,8 +240,8 @@ def assert_consistent(model: ReadModel) -> None:
 
 
 def assert_exact(dynamodb: "DynamoDBClient", table_name: str, database_url: str) -> ReadModel:
-    """The read model is exactly the table's aggregate items, with consistent derived
-    totals, after a finished pass. Returns it."""
+    """The read model is exactly the table's aggregate and record items, with consistent
+    derived totals, after a finished pass. Returns it."""
     expected = dynamodb_aggregates(dynamodb, table_name)
     model = read_model(database_url)
     missing = expected.keys() - model.shards.keys()
@@ -219,6 +254,17 @@ def assert_exact(dynamodb: "DynamoDBClient", table_name: str, database_url: str)
     assert not missing, f"{len(missing)} items missing from the read model: {sorted(missing)[:3]}"
     assert not extra, f"{len(extra)} items in the read model, not in the table: {sorted(extra)[:3]}"
     assert not wrong, f"{len(wrong)} items differ (read model, table): {list(wrong.items())[:3]}"
+    expected_records = dynamodb_records(dynamodb, table_name)
+    if model.records != expected_records:
+        differ = {
+            key: (model.records.get(key), expected_records.get(key))
+            for key in model.records.keys() | expected_records.keys()
+            if model.records.get(key) != expected_records.get(key)
+        }
+        raise AssertionError(
+            f"{len(differ)} records differ (read model, table): {sorted(differ.items())[:3]}"
+        )
+    assert model.buckets == record_bucket_sums(model.records), "bucket_totals != sum of records"
     assert_consistent(model)
     assert model.as_of is not None, "no finished pass recorded"
     return model

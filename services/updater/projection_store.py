@@ -1,6 +1,6 @@
 """The updater's PostgreSQL side: one-updater lock, checkpoints, the upsert of aggregate
-images with the derived bucket and day totals, all in one transaction, and a rebuild's
-staging and swap."""
+images with the derived bucket and day totals and the records they count, all in one
+transaction, and a rebuild's staging and swap."""
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from services.ledger.adapters.read_model import projection_status, stream_checkpoints
 from services.ledger.adapters.read_store import read_model_as_of
 from services.ledger.domain.aggregates import AggregateImage
+from services.ledger.domain.records import StoredRecord
 from services.updater.positions import ShardPosition
 
 # pg_advisory_lock key of the updater: "wallet-updater" folded into 63 bits.
@@ -25,6 +26,21 @@ CREATE TEMPORARY TABLE incoming (
   wallet_id text, bucket timestamptz, shard integer, amount numeric, record_count bigint
 ) ON COMMIT DROP;
 CREATE TEMPORARY TABLE changed_buckets (wallet_id text, bucket timestamptz) ON COMMIT DROP;
+CREATE TEMPORARY TABLE incoming_records (
+  wallet_id text, request_id text, occurred_at timestamptz, amount numeric,
+  recorded_at timestamptz
+) ON COMMIT DROP;
+"""
+
+# A record item is written once (its Put is conditional on the key being free), so the
+# first row for a key is the row: replays and overlapping passes insert nothing. (A table
+# restored to before a record and then written anew differs here until a rebuild, which
+# replaces every row.)
+_INSERT_RECORDS = """
+INSERT INTO records (wallet_id, request_id, occurred_at, amount, recorded_at)
+SELECT DISTINCT ON (wallet_id, request_id) wallet_id, request_id, occurred_at, amount, recorded_at
+FROM incoming_records
+ON CONFLICT (wallet_id, request_id) DO NOTHING
 """
 
 # Only a larger count replaces a row: counts only grow, so replays, overlapping passes and
@@ -88,10 +104,14 @@ WHERE t.wallet_id = r.wallet_id AND t.day = r.day AND t.balance_after <> r.balan
 """
 
 
-# A rebuild's staging table: one session's, so that a crashed rebuild leaves nothing behind.
+# A rebuild's staging tables: one session's, so that a crashed rebuild leaves nothing behind.
 _CREATE_STAGING = """
 CREATE TEMPORARY TABLE staged_aggregates (
   wallet_id text, bucket timestamptz, shard integer, amount numeric, record_count bigint
+);
+CREATE TEMPORARY TABLE staged_records (
+  wallet_id text, request_id text, occurred_at timestamptz, amount numeric,
+  recorded_at timestamptz
 )
 """
 
@@ -120,6 +140,7 @@ class _Table(NamedTuple):
 _SHARDS = _Table("shard_aggregates", ("wallet_id", "bucket", "shard"), ("amount", "record_count"))
 _BUCKETS = _Table("bucket_totals", ("wallet_id", "bucket"), ("amount",))
 _DAYS = _Table("day_totals", ("wallet_id", "day"), ("amount", "balance_after"))
+_RECORDS = _Table("records", ("wallet_id", "request_id"), ("occurred_at", "amount", "recorded_at"))
 
 
 class ProjectionStore:
@@ -160,6 +181,7 @@ class ProjectionStore:
         self,
         images: Iterable[AggregateImage],
         *,
+        records: Iterable[StoredRecord] = (),
         stream_arn: str,
         positions: list[ShardPosition],
         gone_shards: list[str] | None = None,
@@ -167,7 +189,8 @@ class ProjectionStore:
         before_commit: Callable[[], None] = lambda: None,
     ) -> int:
         """In one transaction: upserts the images (larger counts win), recomputes the bucket
-        and day totals they touch, stores the shard positions, deletes the checkpoints of
+        and day totals they touch, inserts the records not yet there, stores the shard
+        positions, deletes the checkpoints of
         `gone_shards` and, for a pass that has read every shard to its end, stores `as_of`
         (see positions.pass_as_of). Returns the number of changed buckets."""
         with self._engine.begin() as connection:
@@ -176,6 +199,8 @@ class ProjectionStore:
             # keeps two applies from recomputing the same day totals at once regardless.
             connection.execute(select(func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
             changed = _upsert(connection, images)
+            _copy_records(connection, "incoming_records", records)
+            connection.exec_driver_sql(_INSERT_RECORDS)
             _store_positions(connection, stream_arn, positions)
             if gone_shards:
                 connection.execute(
@@ -200,16 +225,18 @@ class ProjectionStore:
                 yield StagedReadModel(connection)
             finally:
                 if not connection.invalidated:
-                    connection.exec_driver_sql("DROP TABLE staged_aggregates")
+                    connection.exec_driver_sql("DROP TABLE staged_aggregates, staged_records")
                     connection.commit()
 
 
 class StagedReadModel:
-    """Aggregate images staged apart from the read model, then swapped in at once."""
+    """Aggregate images and records staged apart from the read model, then swapped in at
+    once."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self.items = 0
+        self.records = 0
 
     def add(self, images: list[AggregateImage]) -> None:
         """Stages the images (one per aggregate item over all calls); the read model does
@@ -217,6 +244,12 @@ class StagedReadModel:
         with self._connection.begin():
             _copy_images(self._connection, "staged_aggregates", images)
         self.items += len(images)
+
+    def add_records(self, records: list[StoredRecord]) -> None:
+        """Stages the records (each record item once over all calls), as `add` does."""
+        with self._connection.begin():
+            _copy_records(self._connection, "staged_records", records)
+        self.records += len(records)
 
     def replace_read_model(
         self,
@@ -226,16 +259,18 @@ class StagedReadModel:
         as_of: datetime,
         before_commit: Callable[[], None] = lambda: None,
     ) -> int:
-        """In one transaction: makes shard_aggregates exactly the staged images (rows the
-        table lacks go, rows ahead of it go back), recomputes every bucket and day total,
+        """In one transaction: makes shard_aggregates exactly the staged images and records
+        exactly the staged records (rows the table lacks go, rows ahead of it go back),
+        recomputes every bucket and day total,
         replaces all checkpoints with `positions` and stores `as_of`. Queries answer from
         the old rows until the commit (only the rows that differ are written, and no lock
         that blocks readers is taken). Returns the number of buckets that changed."""
         connection = self._connection
         with connection.begin():
             connection.execute(select(func.pg_advisory_xact_lock(APPLY_LOCK_KEY)))
-            connection.exec_driver_sql("ANALYZE staged_aggregates")
+            connection.exec_driver_sql("ANALYZE staged_aggregates, staged_records")
             _replace_rows(connection, _SHARDS, "staged_aggregates")
+            _replace_rows(connection, _RECORDS, "staged_records")
             connection.exec_driver_sql(_REBUILT_BUCKETS)
             changed = _replace_rows(connection, _BUCKETS, "rebuilt_buckets")
             connection.exec_driver_sql(_REBUILT_DAYS)
@@ -318,6 +353,24 @@ def _copy_images(connection: Connection, table: str, images: Iterable[AggregateI
         for image in images:
             copy.write_row(
                 (image.wallet_id, image.bucket, image.shard, image.amount, image.record_count)
+            )
+
+
+def _copy_records(connection: Connection, table: str, records: Iterable[StoredRecord]) -> None:
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    columns = "wallet_id, request_id, occurred_at, amount, recorded_at"
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for record in records:
+            deposit = record.deposit
+            copy.write_row(
+                (
+                    deposit.wallet_id,
+                    deposit.request_id,
+                    deposit.occurred_at,
+                    deposit.amount,
+                    record.recorded_at,
+                )
             )
 
 

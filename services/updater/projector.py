@@ -103,6 +103,7 @@ class Projector:
         returns `report` with the chunk counted in."""
         changed = self._store.apply(
             batch.images.values(),
+            records=batch.records,
             stream_arn=batch.stream_arn,
             positions=batch.positions,
             gone_shards=gone_shards,
@@ -117,8 +118,9 @@ class Projector:
         )
 
     def rebuild(self, segments: int) -> PassReport:
-        """Replaces the read model with a parallel scan of the table's aggregate items: rows
-        ahead of the table (after a point-in-time restore) or missing from it are put right.
+        """Replaces the read model with a parallel scan of the table's aggregate and record
+        items: rows ahead of the table (after a point-in-time restore) or missing from it
+        are put right.
         The scan is staged first and swapped in by one transaction, so queries answer from
         the old read model until then. Its as_of is the instant before the scan began.
 
@@ -133,6 +135,7 @@ class Projector:
         ]
         with self._store.staging() as staged:
             self._reader.scan_aggregates(segments, staged.add)
+            self._reader.scan_records(segments, staged.add_records)
             changed = staged.replace_read_model(
                 stream_arn=stream_arn,
                 positions=positions,

@@ -1,6 +1,7 @@
 """`wallet reconcile`: does the read model equal the DynamoDB aggregates, and (with
---records) do the aggregates equal the records they came from? Run it after `wallet update`
-has caught up: a read model that lags shows as differences."""
+--records) do the aggregates equal the records they came from, does the read model hold
+every record of the table and nothing else, and does each of its buckets sum its records?
+Run it after `wallet update` has caught up: a read model that lags shows as differences."""
 
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -11,9 +12,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, select, text
 
 from services.ledger.adapters import ledger_table as t
+from services.ledger.adapters.read_model import records as records_table
 from services.ledger.adapters.read_model import shard_aggregates
 from services.ledger.adapters.table_scan import Item, parallel_scan
 from services.ledger.domain.money import exact_arithmetic
+from services.ledger.domain.records import StoredRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -49,6 +52,24 @@ _INCONSISTENT_DAYS = text(
     """
 )
 
+# Buckets of bucket_totals that differ from the sum of the read model's records in them
+# (15-minute buckets from the epoch: services/ledger/domain/buckets.py).
+_BUCKETS_UNLIKE_RECORDS = text(
+    """
+    SELECT coalesce(b.wallet_id, r.wallet_id), coalesce(b.bucket, r.bucket) FROM bucket_totals b
+    FULL JOIN (SELECT wallet_id,
+                      date_bin('15 minutes', occurred_at, TIMESTAMPTZ '1970-01-01 00:00:00+00')
+                        AS bucket,
+                      sum(amount) AS amount
+               FROM records GROUP BY 1, 2) r USING (wallet_id, bucket)
+    WHERE b.amount IS DISTINCT FROM r.amount
+    """
+)
+
+RecordKey = tuple[str, str]
+# (occurred_at in UTC, amount, recorded_at in UTC) of a record.
+RecordRow = tuple[datetime, Decimal, datetime]
+
 
 @dataclass
 class Report:
@@ -78,9 +99,16 @@ def reconcile(
         for wallet_id, day in connection.execute(_INCONSISTENT_DAYS):
             report.differences.append(f"day_totals {wallet_id} {day} differs from its buckets")
     if check_records:
-        records = _record_totals(dynamodb, table_name, segments)
-        report.records = sum(count for _, count in records.values())
-        _compare(report, "aggregates", table, "records", records)
+        table_records = _records(dynamodb, table_name, segments)
+        report.records = len(table_records)
+        _compare(report, "aggregates", table, "records", _record_totals(table_records))
+        _compare_records(report, _read_model_records(engine), table_records)
+        with engine.connect() as connection:
+            for wallet_id, bucket in connection.execute(_BUCKETS_UNLIKE_RECORDS):
+                report.differences.append(
+                    f"bucket_totals {wallet_id} {bucket.astimezone(UTC):%Y-%m-%dT%H:%MZ} "
+                    "differs from the read model's records"
+                )
     return report
 
 
@@ -96,20 +124,69 @@ def _aggregates(dynamodb: "DynamoDBClient", table_name: str, segments: int) -> T
     return totals
 
 
-def _record_totals(dynamodb: "DynamoDBClient", table_name: str, segments: int) -> Totals:
-    sums: dict[ItemKey, Decimal] = defaultdict(Decimal)
-    counts: dict[ItemKey, int] = defaultdict(int)
+def _records(
+    dynamodb: "DynamoDBClient", table_name: str, segments: int
+) -> dict[RecordKey, tuple[StoredRecord, int]]:
+    """Every record item of the table, by (wallet, request id), with its aggregate shard."""
+    found: dict[RecordKey, tuple[StoredRecord, int]] = {}
 
     def add(items: list[Item]) -> None:
-        with exact_arithmetic():
-            for record_item in map(t.record_from_item, items):
-                deposit = record_item.record.deposit
-                key = (deposit.wallet_id, deposit.bucket, record_item.shard)
-                sums[key] += deposit.amount
-                counts[key] += 1
+        for record_item in map(t.record_from_item, items):
+            deposit = record_item.record.deposit
+            found[(deposit.wallet_id, deposit.request_id)] = (record_item.record, record_item.shard)
 
     parallel_scan(dynamodb, table_name, t.RECORD_KIND, segments, add)
+    return found
+
+
+def _record_totals(records: dict[RecordKey, tuple[StoredRecord, int]]) -> Totals:
+    sums: dict[ItemKey, Decimal] = defaultdict(Decimal)
+    counts: dict[ItemKey, int] = defaultdict(int)
+    with exact_arithmetic():
+        for record, shard in records.values():
+            key = (record.deposit.wallet_id, record.deposit.bucket, shard)
+            sums[key] += record.deposit.amount
+            counts[key] += 1
     return {key: (sums[key], counts[key]) for key in sums}
+
+
+def _read_model_records(engine: Engine) -> dict[RecordKey, RecordRow]:
+    with engine.connect() as connection:
+        return {
+            (row.wallet_id, row.request_id): (
+                row.occurred_at.astimezone(UTC),
+                row.amount,
+                row.recorded_at.astimezone(UTC),
+            )
+            for row in connection.execute(select(records_table))
+        }
+
+
+def _compare_records(
+    report: Report,
+    read_model: dict[RecordKey, RecordRow],
+    table: dict[RecordKey, tuple[StoredRecord, int]],
+) -> None:
+    for key in sorted(read_model.keys() | table.keys()):
+        in_table = table.get(key)
+        expected = None
+        if in_table is not None:
+            record = in_table[0]
+            expected = (record.deposit.occurred_at, record.deposit.amount, record.recorded_at)
+        if read_model.get(key) != expected:
+            wallet_id, request_id = key
+            found = _show_record(read_model.get(key))
+            report.differences.append(
+                f"record {wallet_id} {request_id!r}: read model {found}, "
+                f"table {_show_record(expected)}"
+            )
+
+
+def _show_record(row: RecordRow | None) -> str:
+    if row is None:
+        return "missing"
+    occurred_at, amount, recorded_at = row
+    return f"{amount:f} at {occurred_at.isoformat()} (recorded {recorded_at.isoformat()})"
 
 
 def _read_model(engine: Engine) -> Totals:

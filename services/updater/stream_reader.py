@@ -1,5 +1,5 @@
-"""Reads the ledger table's DynamoDB stream: its shards, and every aggregate image after a
-position."""
+"""Reads the ledger table's DynamoDB stream: its shards, and every aggregate and record
+image after a position."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -13,6 +13,7 @@ from botocore.config import Config
 from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.table_scan import Item, parallel_scan
 from services.ledger.domain.aggregates import AggregateImage
+from services.ledger.domain.records import StoredRecord
 from services.updater.positions import (
     CheckpointLost,
     ShardPosition,
@@ -79,11 +80,12 @@ class ShardEnd(Enum):
 @dataclass
 class StreamBatch:
     """One chunk of a pass: the newest image per aggregate item among the records read,
-    the position of every shard read (to be checkpointed with the images), and where the
-    next chunk goes on."""
+    the record items written, the position of every shard read (to be checkpointed with
+    the images), and where the next chunk goes on."""
 
     stream_arn: str
     images: dict[tuple[str, datetime, int], AggregateImage] = field(default_factory=dict)
+    records: list[StoredRecord] = field(default_factory=list)
     positions: list[ShardPosition] = field(default_factory=list)
     records_read: int = 0
     # The shard the chunk filled up in, then the planned shards not read yet; empty once
@@ -170,9 +172,11 @@ class StreamReader:
             records = page.get("Records", [])
             for record in records:
                 batch.records_read += 1
-                image = t.aggregate_from_item(dict(record["dynamodb"].get("NewImage", {})))
-                if image is not None:
+                item = dict(record["dynamodb"].get("NewImage", {}))
+                if (image := t.aggregate_from_item(item)) is not None:
                     keep_newest(batch.images, image)
+                elif (stored := t.stored_record_from_item(item)) is not None:
+                    batch.records.append(stored)
             if records:
                 last_sequence = records[-1]["dynamodb"]["SequenceNumber"]
                 position = ShardPosition(position.shard_id, last_sequence)
@@ -239,6 +243,14 @@ class StreamReader:
             consume([image for image in map(t.aggregate_from_item, items) if image is not None])
 
         parallel_scan(self._dynamodb, self._table_name, t.AGGREGATE_KIND, segments, images)
+
+    def scan_records(self, segments: int, consume: Callable[[list[StoredRecord]], None]) -> None:
+        """Hands every record item of the table to `consume`, as scan_aggregates does."""
+
+        def stored(items: list[Item]) -> None:
+            consume([t.record_from_item(item).record for item in items])
+
+        parallel_scan(self._dynamodb, self._table_name, t.RECORD_KIND, segments, stored)
 
 
 def _stream_shard(shard: "ShardTypeDef") -> StreamShard:

@@ -90,10 +90,29 @@ def test_a_missing_record_is_reported_only_with_records(
     )
 
     assert _differences(table_name, database_url, check_records=False) == []
-    differences = _differences(table_name, database_url, check_records=True)
-    assert len(differences) == 1
-    assert record[t.WALLET_ID]["S"] in differences[0]
-    assert "records" in differences[0]
+    aggregate, projected_record = _differences(table_name, database_url, check_records=True)
+    wallet_id, request_id = record[t.WALLET_ID]["S"], record[t.REQUEST_ID]["S"]
+    assert aggregate.startswith(f"{wallet_id} ")
+    assert "records" in aggregate
+    assert projected_record.startswith(f"record {wallet_id} {request_id!r}: read model ")
+    assert projected_record.endswith("table missing")
+
+
+@pytest.mark.usefixtures("projected")
+def test_a_projected_record_unlike_the_table_is_reported_only_with_records(
+    table_name: str, database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        wallet_id, request_id = connection.execute(
+            "UPDATE records SET amount = amount + 0.01 WHERE request_id = "
+            "(SELECT min(request_id) FROM records) RETURNING wallet_id, request_id"
+        ).fetchone() or ("", "")
+
+    assert _differences(table_name, database_url, check_records=False) == []
+    record, bucket = _differences(table_name, database_url, check_records=True)
+    assert record.startswith(f"record {wallet_id} {request_id!r}: read model ")
+    assert bucket.startswith(f"bucket_totals {wallet_id} ")
+    assert bucket.endswith("differs from the read model's records")
 
 
 def test_the_command_exits_1_on_a_difference(

@@ -24,7 +24,7 @@ from services.ledger.adapters.read_model import metadata
 from services.ledger.adapters.read_store import PostgresReadStore
 from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
 from services.ledger.domain.aggregates import AggregateImage
-from services.ledger.domain.records import Deposit, Recorded
+from services.ledger.domain.records import Deposit, Recorded, StoredRecord
 from services.platform.settings import TableSettings
 from services.updater.positions import CheckpointLost, ShardPosition
 from services.updater.projection_store import ProjectionStore
@@ -155,7 +155,7 @@ def test_an_empty_table_projects_nothing_but_finishes_the_pass(
     updater.projector.run_pass()
 
     model = assert_exact(dynamodb, table_name, database_url)
-    assert model.totals() == ({}, {}, {})
+    assert model.totals() == ({}, {}, {}, {})
 
 
 def test_a_late_record_updates_its_bucket_its_day_and_later_balances(
@@ -455,16 +455,24 @@ AWAY = "wallet-restored-away"
 
 def put_read_model_ahead(store: ProjectionStore, arn: str, model: ReadModel) -> None:
     """What a point-in-time restore of the table leaves: an item whose row in the read
-    model is ahead of the table (more records, more money), and a row for an item the
-    table no longer has."""
+    model is ahead of the table (more records, more money), a row for an item the table no
+    longer has, and the records of both that the table no longer has."""
     (wallet, bucket, shard), (amount, count) = max(
         model.shards.items(), key=lambda entry: entry[1][1]
     )
+    lost = [
+        Deposit(wallet, f"lost-{index}", bucket + timedelta(minutes=index), amount)
+        for index, amount in enumerate([Decimal(30), Decimal(30), Decimal(40)])
+    ] + [
+        Deposit(AWAY, f"lost-away-{index}", START, amount)
+        for index, amount in enumerate([Decimal("5"), Decimal("0.25")])
+    ]
     store.apply(
         [
             AggregateImage(wallet, bucket, shard, amount + 100, count + 3),
             AggregateImage(AWAY, START, 0, Decimal("5.25"), 2),
         ],
+        records=[StoredRecord(deposit, recorded_at=START) for deposit in lost],
         stream_arn=arn,
         positions=[],
     )
@@ -478,7 +486,10 @@ def test_a_rebuild_replaces_a_read_model_that_is_ahead_of_the_table(
     updater.projector.run_pass()
     projected = assert_exact(dynamodb, table_name, database_url)
     put_read_model_ahead(updater.store, stream_arn(dynamodb, table_name), projected)
-    assert len(reconcile_differences(dynamodb, table_name, database_url)) == 2
+    # Two aggregates ahead of the table, and five records it does not hold.
+    differences = reconcile_differences(dynamodb, table_name, database_url)
+    assert len(differences) == 7, differences
+    assert sum(difference.startswith("record ") for difference in differences) == 5
 
     report = updater.projector.rebuild(SEGMENTS)
 
@@ -670,3 +681,19 @@ def test_a_pass_that_read_into_newer_records_needs_no_delivery_allowance(
     as_of = read_model(database_url).as_of
     assert as_of is not None
     assert before <= as_of <= after
+
+
+def test_a_rebuild_fills_the_records_of_a_read_model_migrated_before_they_were_projected(
+    updater: Updater, dynamodb: DynamoDBClient, table_name: str, database_url: str
+) -> None:
+    deposits = make_deposits(30, prefix="premigration")
+    write_deposits(dynamodb, table_name, deposits)
+    updater.projector.run_pass()
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("DELETE FROM records")  # as migration 0003 leaves an older model
+    assert len(reconcile_differences(dynamodb, table_name, database_url)) >= len(deposits)
+
+    updater.projector.rebuild(SEGMENTS)
+
+    assert reconcile_differences(dynamodb, table_name, database_url) == []
+    assert len(assert_exact(dynamodb, table_name, database_url).records) == len(deposits)

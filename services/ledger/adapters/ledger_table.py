@@ -214,6 +214,13 @@ def record_from_item(item: dict[str, Any]) -> RecordItem:
     )
 
 
+def stored_record_from_item(item: dict[str, Any]) -> StoredRecord | None:
+    """The record an item (or a stream image of one) holds, or None for other items."""
+    if item.get(KIND, {}).get("S") != RECORD_KIND:
+        return None
+    return record_from_item(item).record
+
+
 def aggregate_from_item(item: dict[str, Any]) -> AggregateImage | None:
     """The aggregate an item (or a stream image of one) holds, or None for other items."""
     if item.get(KIND, {}).get("S") != AGGREGATE_KIND:

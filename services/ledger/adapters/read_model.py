@@ -3,7 +3,9 @@ the migrations and these definitions agree).
 
 shard_aggregates mirrors DynamoDB's aggregate items; bucket_totals and day_totals are
 derived from it in the same transaction, so that a balance at any instant costs one day
-row plus at most a day of buckets, however long the wallet's history.
+row plus at most a day of buckets, however long the wallet's history. records mirrors
+DynamoDB's record items, written in the same transaction as the aggregates they were
+added to.
 """
 
 from sqlalchemy import (
@@ -13,6 +15,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -52,6 +55,19 @@ day_totals = Table(
     Column("day", Date, primary_key=True),
     Column("amount", Numeric, nullable=False),
     Column("balance_after", Numeric, nullable=False),
+)
+
+# One row per record item of the table: a wallet's deposits, listed in (occurred_at,
+# request_id) order by the index, which is also the order of a listing's pages.
+records = Table(
+    "records",
+    metadata,
+    Column("wallet_id", Text, primary_key=True),
+    Column("request_id", Text, primary_key=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("amount", Numeric, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("records_by_occurred_at", "wallet_id", "occurred_at", "request_id"),
 )
 
 # How far the updater has read each stream shard; written with the rows it covers. The
