@@ -4,7 +4,8 @@ from typing import NoReturn
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from services.ledger.domain.errors import InvalidInput
@@ -18,9 +19,16 @@ def abort_invalid(context: grpc.ServicerContext, error: InvalidInput) -> NoRetur
             for v in error.violations
         ]
     )
-    detail = any_pb2.Any()
-    detail.Pack(bad_request)
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[detail])
+    abort_with_details(context, grpc.StatusCode.INVALID_ARGUMENT, str(error), bad_request)
+
+
+def abort_with_details(
+    context: grpc.ServicerContext, code: grpc.StatusCode, message: str, detail: Message
+) -> NoReturn:
+    """Ends the call with `code` and `detail` packed into the google.rpc.Status details."""
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    status = status_pb2.Status(code=code.value[0], message=message, details=[packed])
     context.abort_with_status(rpc_status.to_status(status))
     raise AssertionError("abort_with_status returns only by raising")
 

@@ -5,19 +5,31 @@ from datetime import UTC, datetime
 
 import grpc
 
-from services.ledger.adapters.read_store import PointTotals, ReadStore, ReadStoreUnavailable
+from services.ledger.adapters.read_store import (
+    PointTotals,
+    ReadStore,
+    ReadStoreUnavailable,
+    RecordRow,
+)
 from services.ledger.domain.buckets import ceil_to_bucket
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.history import HourGrid, hour_grid, parse_time_zone
-from services.ledger.domain.ids import parse_wallet_id
+from services.ledger.domain.ids import parse_request_id, parse_wallet_id
 from services.ledger.domain.money import format_amount
-from services.platform.grpc_errors import abort_invalid
+from services.ledger.domain.record_pages import (
+    PagePosition,
+    RecordsFilter,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+)
+from services.platform.grpc_errors import abort_invalid, abort_with_details
 from services.platform.proto_time import (
     datetime_to_timestamp,
     optional_timestamp,
     required_timestamp,
 )
-from wallet.v1 import query_pb2, query_pb2_grpc
+from wallet.v1 import query_pb2, query_pb2_grpc, records_pb2
 
 _UNAVAILABLE = "the read model is unavailable; retry"
 
@@ -36,8 +48,23 @@ def history_response(
     return response
 
 
+def _record_message(wallet_id: str, row: RecordRow, record: records_pb2.Record) -> None:
+    """Fills `record` in place (a page of 1,000 is built per call)."""
+    record.wallet_id = wallet_id
+    record.request_id = row.request_id
+    record.amount = row.amount
+    record.occurred_at.FromDatetime(row.occurred_at)
+    record.recorded_at.FromDatetime(row.recorded_at)
+
+
 def _set_as_of(
-    message: query_pb2.GetBalanceHistoryResponse | query_pb2.GetBalanceResponse,
+    message: (
+        query_pb2.GetBalanceHistoryResponse
+        | query_pb2.GetBalanceResponse
+        | query_pb2.ListRecordsResponse
+        | query_pb2.GetRecordResponse
+        | query_pb2.ReadModelAsOf
+    ),
     as_of: datetime | None,
 ) -> None:
     if as_of is not None:
@@ -95,4 +122,56 @@ class WalletQueryServicer(query_pb2_grpc.WalletQueryServicer):
             balance=format_amount(balance.balance), at=datetime_to_timestamp(at)
         )
         _set_as_of(response, balance.as_of)
+        return response
+
+    def ListRecords(
+        self, request: query_pb2.ListRecordsRequest, context: grpc.ServicerContext
+    ) -> query_pb2.ListRecordsResponse:
+        try:
+            listing = RecordsFilter(
+                parse_wallet_id(request.wallet_id),
+                required_timestamp(request, "start", round_up=True),
+                required_timestamp(request, "end", round_up=True),
+            )
+            after = decode_page_token(listing, request.page_token)
+            size = page_size(request.page_size)
+            page = self._store.list_records(listing, after, size)
+        except InvalidInput as error:
+            abort_invalid(context, error)
+        except ReadStoreUnavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, _UNAVAILABLE)
+        response = query_pb2.ListRecordsResponse()
+        add_record = response.records.add
+        for row in page.records:
+            _record_message(listing.wallet_id, row, add_record())
+        if page.more:
+            last = page.records[-1]
+            response.next_page_token = encode_page_token(
+                listing, PagePosition(last.occurred_at, last.request_id)
+            )
+        _set_as_of(response, page.as_of)
+        return response
+
+    def GetRecord(
+        self, request: query_pb2.GetRecordRequest, context: grpc.ServicerContext
+    ) -> query_pb2.GetRecordResponse:
+        try:
+            wallet_id = parse_wallet_id(request.wallet_id)
+            found = self._store.find_record(wallet_id, parse_request_id(request.request_id))
+        except InvalidInput as error:
+            abort_invalid(context, error)
+        except ReadStoreUnavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, _UNAVAILABLE)
+        if found.record is None:
+            freshness = query_pb2.ReadModelAsOf()
+            _set_as_of(freshness, found.as_of)
+            abort_with_details(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                "the read model holds no record with this request_id in this wallet",
+                freshness,
+            )
+        response = query_pb2.GetRecordResponse()
+        _record_message(wallet_id, found.record, response.record)
+        _set_as_of(response, found.as_of)
         return response

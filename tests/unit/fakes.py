@@ -4,6 +4,7 @@ PostgreSQL or sockets. They hold the stores' contracts (WriteStore, ReadStore), 
 implementations; the integration tests check the real stores against the same rules."""
 
 from collections.abc import Callable, Sequence
+from dataclasses import astuple
 from datetime import datetime
 from decimal import Decimal
 from itertools import pairwise
@@ -12,9 +13,17 @@ from typing import Any, NoReturn, cast
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from services.ledger.adapters.read_store import Balance, History, ReadStoreUnavailable
+from services.ledger.adapters.read_store import (
+    Balance,
+    FoundRecord,
+    History,
+    ReadStoreUnavailable,
+    RecordRow,
+    RecordsPage,
+)
 from services.ledger.adapters.write_store import StoreContended, StoreUnavailable
 from services.ledger.domain.money import exact_arithmetic, format_amount
+from services.ledger.domain.record_pages import PagePosition, RecordsFilter
 from services.ledger.domain.records import (
     Deposit,
     Recorded,
@@ -71,6 +80,28 @@ class InMemoryLedger:
         self._check_readable()
         return Balance(self._sum(wallet_id, before=instant), self.as_of_instant)
 
+    def list_records(
+        self, records: RecordsFilter, after: PagePosition | None, limit: int
+    ) -> RecordsPage:
+        self._check_readable()
+        rows = sorted(
+            (
+                _row(stored)
+                for (wallet, _), (stored, _) in self._records.items()
+                if wallet == records.wallet_id
+                and records.start <= stored.deposit.occurred_at < records.end
+            ),
+            key=lambda row: (row.occurred_at, row.request_id),
+        )
+        if after is not None:
+            rows = [r for r in rows if (r.occurred_at, r.request_id) > astuple(after)]
+        return RecordsPage(rows[:limit], more=len(rows) > limit, as_of=self.as_of_instant)
+
+    def find_record(self, wallet_id: str, request_id: str) -> FoundRecord:
+        self._check_readable()
+        found = self._records.get((wallet_id, request_id))
+        return FoundRecord(found and _row(found[0]), self.as_of_instant)
+
     def _sum(self, wallet_id: str, before: datetime, since: datetime | None = None) -> Decimal:
         """The wallet's records dated in [since, before)."""
         with exact_arithmetic():
@@ -88,6 +119,13 @@ class InMemoryLedger:
     def _check_readable(self) -> None:
         if self.unavailable:
             raise ReadStoreUnavailable("the in-memory ledger is switched off")
+
+
+def _row(stored: StoredRecord) -> RecordRow:
+    deposit = stored.deposit
+    return RecordRow(
+        deposit.request_id, deposit.occurred_at, format_amount(deposit.amount), stored.recorded_at
+    )
 
 
 class Aborted(Exception):

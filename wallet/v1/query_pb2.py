@@ -24,25 +24,36 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from wallet.v1 import records_pb2 as wallet_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15wallet/v1/query.proto\x12\twallet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n\x18GetBalanceHistoryRequest\x12\x11\n\twallet_id\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x04 \x01(\t\"\x88\x01\n\x0c\x42\x61lancePoint\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\t\x12\x0e\n\x06\x63hange\x18\x03 \x01(\t\x12-\n\nutc_offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"o\n\x19GetBalanceHistoryResponse\x12\'\n\x06points\x18\x01 \x03(\x0b\x32\x17.wallet.v1.BalancePoint\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x11GetBalanceRequest\x12\x11\n\twallet_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"x\n\x12GetBalanceResponse\x12\x0f\n\x07\x62\x61lance\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb8\x01\n\x0bWalletQuery\x12^\n\x11GetBalanceHistory\x12#.wallet.v1.GetBalanceHistoryRequest\x1a$.wallet.v1.GetBalanceHistoryResponse\x12I\n\nGetBalance\x12\x1c.wallet.v1.GetBalanceRequest\x1a\x1d.wallet.v1.GetBalanceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15wallet/v1/query.proto\x12\twallet.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17wallet/v1/records.proto\"\x94\x01\n\x18GetBalanceHistoryRequest\x12\x11\n\twallet_id\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x04 \x01(\t\"\x88\x01\n\x0c\x42\x61lancePoint\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\t\x12\x0e\n\x06\x63hange\x18\x03 \x01(\t\x12-\n\nutc_offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"o\n\x19GetBalanceHistoryResponse\x12\'\n\x06points\x18\x01 \x03(\x0b\x32\x17.wallet.v1.BalancePoint\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x11GetBalanceRequest\x12\x11\n\twallet_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"x\n\x12GetBalanceResponse\x12\x0f\n\x07\x62\x61lance\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa2\x01\n\x12ListRecordsRequest\x12\x11\n\twallet_id\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"}\n\x13ListRecordsResponse\x12\"\n\x07records\x18\x01 \x03(\x0b\x32\x11.wallet.v1.Record\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\x10GetRecordRequest\x12\x11\n\twallet_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"a\n\x11GetRecordResponse\x12!\n\x06record\x18\x01 \x01(\x0b\x32\x11.wallet.v1.Record\x12)\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\rReadModelAsOf\x12)\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xce\x02\n\x0bWalletQuery\x12^\n\x11GetBalanceHistory\x12#.wallet.v1.GetBalanceHistoryRequest\x1a$.wallet.v1.GetBalanceHistoryResponse\x12I\n\nGetBalance\x12\x1c.wallet.v1.GetBalanceRequest\x1a\x1d.wallet.v1.GetBalanceResponse\x12L\n\x0bListRecords\x12\x1d.wallet.v1.ListRecordsRequest\x1a\x1e.wallet.v1.ListRecordsResponse\x12\x46\n\tGetRecord\x12\x1b.wallet.v1.GetRecordRequest\x1a\x1c.wallet.v1.GetRecordResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wallet.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETBALANCEHISTORYREQUEST']._serialized_start=102
-  _globals['_GETBALANCEHISTORYREQUEST']._serialized_end=250
-  _globals['_BALANCEPOINT']._serialized_start=253
-  _globals['_BALANCEPOINT']._serialized_end=389
-  _globals['_GETBALANCEHISTORYRESPONSE']._serialized_start=391
-  _globals['_GETBALANCEHISTORYRESPONSE']._serialized_end=502
-  _globals['_GETBALANCEREQUEST']._serialized_start=504
-  _globals['_GETBALANCEREQUEST']._serialized_end=582
-  _globals['_GETBALANCERESPONSE']._serialized_start=584
-  _globals['_GETBALANCERESPONSE']._serialized_end=704
-  _globals['_WALLETQUERY']._serialized_start=707
-  _globals['_WALLETQUERY']._serialized_end=891
+  _globals['_GETBALANCEHISTORYREQUEST']._serialized_start=127
+  _globals['_GETBALANCEHISTORYREQUEST']._serialized_end=275
+  _globals['_BALANCEPOINT']._serialized_start=278
+  _globals['_BALANCEPOINT']._serialized_end=414
+  _globals['_GETBALANCEHISTORYRESPONSE']._serialized_start=416
+  _globals['_GETBALANCEHISTORYRESPONSE']._serialized_end=527
+  _globals['_GETBALANCEREQUEST']._serialized_start=529
+  _globals['_GETBALANCEREQUEST']._serialized_end=607
+  _globals['_GETBALANCERESPONSE']._serialized_start=609
+  _globals['_GETBALANCERESPONSE']._serialized_end=729
+  _globals['_LISTRECORDSREQUEST']._serialized_start=732
+  _globals['_LISTRECORDSREQUEST']._serialized_end=894
+  _globals['_LISTRECORDSRESPONSE']._serialized_start=896
+  _globals['_LISTRECORDSRESPONSE']._serialized_end=1021
+  _globals['_GETRECORDREQUEST']._serialized_start=1023
+  _globals['_GETRECORDREQUEST']._serialized_end=1080
+  _globals['_GETRECORDRESPONSE']._serialized_start=1082
+  _globals['_GETRECORDRESPONSE']._serialized_end=1179
+  _globals['_READMODELASOF']._serialized_start=1181
+  _globals['_READMODELASOF']._serialized_end=1239
+  _globals['_WALLETQUERY']._serialized_start=1242
+  _globals['_WALLETQUERY']._serialized_end=1576
 # @@protoc_insertion_point(module_scope)

@@ -47,6 +47,16 @@ class WalletQueryStub:
                 request_serializer=wallet_dot_v1_dot_query__pb2.GetBalanceRequest.SerializeToString,
                 response_deserializer=wallet_dot_v1_dot_query__pb2.GetBalanceResponse.FromString,
                 _registered_method=True)
+        self.ListRecords = channel.unary_unary(
+                '/wallet.v1.WalletQuery/ListRecords',
+                request_serializer=wallet_dot_v1_dot_query__pb2.ListRecordsRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_query__pb2.ListRecordsResponse.FromString,
+                _registered_method=True)
+        self.GetRecord = channel.unary_unary(
+                '/wallet.v1.WalletQuery/GetRecord',
+                request_serializer=wallet_dot_v1_dot_query__pb2.GetRecordRequest.SerializeToString,
+                response_deserializer=wallet_dot_v1_dot_query__pb2.GetRecordResponse.FromString,
+                _registered_method=True)
 
 
 class WalletQueryServicer:
@@ -69,6 +79,23 @@ class WalletQueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRecords(self, request, context):
+        """The wallet's records with start <= occurred_at < end, in (occurred_at, request_id)
+        order, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRecord(self, request, context):
+        """One record by its request id. NOT_FOUND when the read model does not hold it, with a
+        ReadModelAsOf in the status details: a record acknowledged after that instant may
+        still be on its way to the read model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletQueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +108,16 @@ def add_WalletQueryServicer_to_server(servicer, server):
                     servicer.GetBalance,
                     request_deserializer=wallet_dot_v1_dot_query__pb2.GetBalanceRequest.FromString,
                     response_serializer=wallet_dot_v1_dot_query__pb2.GetBalanceResponse.SerializeToString,
+            ),
+            'ListRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecords,
+                    request_deserializer=wallet_dot_v1_dot_query__pb2.ListRecordsRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_query__pb2.ListRecordsResponse.SerializeToString,
+            ),
+            'GetRecord': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecord,
+                    request_deserializer=wallet_dot_v1_dot_query__pb2.GetRecordRequest.FromString,
+                    response_serializer=wallet_dot_v1_dot_query__pb2.GetRecordResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -140,6 +177,60 @@ class WalletQuery:
             '/wallet.v1.WalletQuery/GetBalance',
             wallet_dot_v1_dot_query__pb2.GetBalanceRequest.SerializeToString,
             wallet_dot_v1_dot_query__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletQuery/ListRecords',
+            wallet_dot_v1_dot_query__pb2.ListRecordsRequest.SerializeToString,
+            wallet_dot_v1_dot_query__pb2.ListRecordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wallet.v1.WalletQuery/GetRecord',
+            wallet_dot_v1_dot_query__pb2.GetRecordRequest.SerializeToString,
+            wallet_dot_v1_dot_query__pb2.GetRecordResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,15 @@ class WalletQueryStub:
     """One point for every start of an hour T in time_zone with start <= T <= end."""
     GetBalance: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetBalanceRequest, _query_pb2.GetBalanceResponse]
     """The balance of a wallet at one instant."""
+    ListRecords: _grpc.UnaryUnaryMultiCallable[_query_pb2.ListRecordsRequest, _query_pb2.ListRecordsResponse]
+    """The wallet's records with start <= occurred_at < end, in (occurred_at, request_id)
+    order, a page at a time.
+    """
+    GetRecord: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetRecordRequest, _query_pb2.GetRecordResponse]
+    """One record by its request id. NOT_FOUND when the read model does not hold it, with a
+    ReadModelAsOf in the status details: a record acknowledged after that instant may
+    still be on its way to the read model.
+    """
 
 @_typing.type_check_only
 class WalletQueryAsyncStub(WalletQueryStub):
@@ -53,6 +62,15 @@ class WalletQueryAsyncStub(WalletQueryStub):
     """One point for every start of an hour T in time_zone with start <= T <= end."""
     GetBalance: _aio.UnaryUnaryMultiCallable[_query_pb2.GetBalanceRequest, _query_pb2.GetBalanceResponse]  # type: ignore[assignment]
     """The balance of a wallet at one instant."""
+    ListRecords: _aio.UnaryUnaryMultiCallable[_query_pb2.ListRecordsRequest, _query_pb2.ListRecordsResponse]  # type: ignore[assignment]
+    """The wallet's records with start <= occurred_at < end, in (occurred_at, request_id)
+    order, a page at a time.
+    """
+    GetRecord: _aio.UnaryUnaryMultiCallable[_query_pb2.GetRecordRequest, _query_pb2.GetRecordResponse]  # type: ignore[assignment]
+    """One record by its request id. NOT_FOUND when the read model does not hold it, with a
+    ReadModelAsOf in the status details: a record acknowledged after that instant may
+    still be on its way to the read model.
+    """
 
 class WalletQueryServicer(metaclass=_abc_1.ABCMeta):
     """The read side: answers from the PostgreSQL read model.
@@ -75,5 +93,26 @@ class WalletQueryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_query_pb2.GetBalanceResponse, _abc.Awaitable[_query_pb2.GetBalanceResponse]]:
         """The balance of a wallet at one instant."""
+
+    @_abc_1.abstractmethod
+    def ListRecords(
+        self,
+        request: _query_pb2.ListRecordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.ListRecordsResponse, _abc.Awaitable[_query_pb2.ListRecordsResponse]]:
+        """The wallet's records with start <= occurred_at < end, in (occurred_at, request_id)
+        order, a page at a time.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRecord(
+        self,
+        request: _query_pb2.GetRecordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.GetRecordResponse, _abc.Awaitable[_query_pb2.GetRecordResponse]]:
+        """One record by its request id. NOT_FOUND when the read model does not hold it, with a
+        ReadModelAsOf in the status details: a record acknowledged after that instant may
+        still be on its way to the read model.
+        """
 
 def add_WalletQueryServicer_to_server(servicer: WalletQueryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

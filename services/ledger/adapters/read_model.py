@@ -63,7 +63,8 @@ records = Table(
     "records",
     metadata,
     Column("wallet_id", Text, primary_key=True),
-    Column("request_id", Text, primary_key=True),
+    # Byte order, whatever the database's locale: pages follow (occurred_at, request_id).
+    Column("request_id", Text(collation="C"), primary_key=True),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("amount", Numeric, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),

@@ -1,10 +1,10 @@
-"""The PostgreSQL read store: balances and balance history for the query service.
+"""The PostgreSQL read store: balances, balance history and records for the query service.
 
 Every answer is read in one REPEATABLE READ transaction, so its points, its opening balance
 and its as_of come from the same updater pass.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -15,6 +15,8 @@ import psycopg
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from services.ledger.domain.record_pages import PagePosition, RecordsFilter
 
 # The balance before :instant (a 15-minute boundary): the running balance at the end of
 # the day before, plus at most a day of buckets. Its cost does not grow with history.
@@ -58,6 +60,26 @@ _HISTORY_SQL = f"""
 
 _AS_OF = text("SELECT last_pass_finished_at FROM projection_status WHERE id = 1")
 
+# A page of a wallet's records in (occurred_at, request_id) order, from the index
+# records_by_occurred_at; after a page, the rows after its last one (a row comparison over
+# the index's columns, so that the scan starts there instead of skipping rows).
+_RECORD_COLUMNS = "request_id, occurred_at, trim_scale(amount)::text, recorded_at"
+_RECORDS_SQL = f"""
+    SELECT {_RECORD_COLUMNS} FROM records
+    WHERE wallet_id = %(wallet_id)s AND occurred_at >= %(start)s AND occurred_at < %(end)s
+      {{after}}
+    ORDER BY occurred_at, request_id
+    LIMIT %(limit)s
+"""  # noqa: S608 - composed of constants only
+_FIRST_PAGE_SQL = _RECORDS_SQL.format(after="")
+_NEXT_PAGE_SQL = _RECORDS_SQL.format(
+    after="AND (wallet_id, occurred_at, request_id) > (%(wallet_id)s, %(after_time)s, %(after_id)s)"
+)
+_RECORD_SQL = f"""
+    SELECT {_RECORD_COLUMNS} FROM records
+    WHERE wallet_id = %(wallet_id)s AND request_id = %(request_id)s
+"""  # noqa: S608 - composed of constants only
+
 
 # SQLAlchemy's wrappers, and psycopg's own from the driver cursor the history runs on
 # (a statement timeout is psycopg's QueryCanceled, an OperationalError).
@@ -90,10 +112,44 @@ class Balance:
     as_of: datetime | None
 
 
+@dataclass(frozen=True)
+class RecordRow:
+    """A record as the read model holds it; the amount as canonical decimal text."""
+
+    request_id: str
+    occurred_at: datetime
+    amount: str
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordsPage:
+    """Up to a page of records, and whether more follow the last of them."""
+
+    records: list[RecordRow]
+    more: bool
+    as_of: datetime | None
+
+
+@dataclass(frozen=True)
+class FoundRecord:
+    """A record looked up by its key, or None where the read model holds none (yet: as of
+    `as_of`)."""
+
+    record: RecordRow | None
+    as_of: datetime | None
+
+
 class ReadStore(Protocol):
     def history(self, wallet_id: str, boundaries: Sequence[datetime]) -> History: ...
 
     def balance(self, wallet_id: str, instant: datetime) -> Balance: ...
+
+    def list_records(
+        self, records: RecordsFilter, after: PagePosition | None, limit: int
+    ) -> RecordsPage: ...
+
+    def find_record(self, wallet_id: str, request_id: str) -> FoundRecord: ...
 
 
 class PostgresReadStore:
@@ -125,11 +181,49 @@ class PostgresReadStore:
             as_of = read_model_as_of(connection)
         return Balance(balance=balance, as_of=as_of)
 
+    def list_records(
+        self, records: RecordsFilter, after: PagePosition | None, limit: int
+    ) -> RecordsPage:
+        """The first `limit` records of the filter after `after` (from the first when
+        None), in (occurred_at, request_id) order."""
+        parameters: dict[str, object] = {
+            "wallet_id": records.wallet_id,
+            "start": records.start,
+            "end": records.end,
+            "limit": limit + 1,  # one more tells whether another page follows
+        }
+        statement = _FIRST_PAGE_SQL
+        if after is not None:
+            statement = _NEXT_PAGE_SQL
+            parameters.update(after_time=after.occurred_at, after_id=after.request_id)
+        with _snapshot(self._engine) as connection:
+            rows = _fetch_records(connection, statement, parameters)
+            as_of = read_model_as_of(connection)
+        return RecordsPage(records=rows[:limit], more=len(rows) > limit, as_of=as_of)
+
+    def find_record(self, wallet_id: str, request_id: str) -> FoundRecord:
+        parameters = {"wallet_id": wallet_id, "request_id": request_id}
+        with _snapshot(self._engine) as connection:
+            rows = _fetch_records(connection, _RECORD_SQL, parameters)
+            as_of = read_model_as_of(connection)
+        return FoundRecord(record=rows[0] if rows else None, as_of=as_of)
+
     def as_of(self) -> datetime | None:
         """The read model's as_of alone, as the answers report it (None: never projected).
         One single-row read; raises ReadStoreUnavailable as the answers do."""
         with _snapshot(self._engine) as connection:
             return read_model_as_of(connection)
+
+
+def _fetch_records(
+    connection: Connection, statement: str, parameters: Mapping[str, object]
+) -> list[RecordRow]:
+    # The driver's own cursor, as for the history: a page may hold 1,000 rows.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(statement, parameters)
+        return [RecordRow(*row) for row in cursor.fetchall()]
 
 
 def read_model_as_of(connection: Connection) -> datetime | None:

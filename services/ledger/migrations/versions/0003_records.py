@@ -24,7 +24,8 @@ def upgrade() -> None:
     op.create_table(
         "records",
         sa.Column("wallet_id", sa.Text(), nullable=False),
-        sa.Column("request_id", sa.Text(), nullable=False),
+        # Byte order, whatever the database's locale: pages follow (occurred_at, request_id).
+        sa.Column("request_id", sa.Text(collation="C"), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("amount", sa.Numeric(), nullable=False),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
