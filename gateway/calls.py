@@ -13,6 +13,7 @@ from gateway.observability import current_trace_id
 from gateway.problems import Problem
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.instants import parse_rfc3339
+from services.platform.grpc_errors import status_detail
 from services.platform.proto_time import datetime_to_timestamp
 from services.platform.trace_ids import TRACE_ID_METADATA
 from wallet.v1 import command_pb2, query_pb2, records_pb2
@@ -20,6 +21,7 @@ from wallet.v1 import command_pb2, query_pb2, records_pb2
 # gRPC field names as the HTTP API calls them.
 _RECORD_FIELDS = {"occurred_at": "datetime", "request_id": IDEMPOTENCY_KEY}
 _HISTORY_FIELDS = {"time_zone": "tz"}
+_LISTING_FIELDS = {"page_size": "limit", "page_token": "cursor"}
 
 
 def parse_request_datetime(text: str, field: str, *, round_up: bool = False) -> datetime:
@@ -94,6 +96,50 @@ async def balance(
     return response
 
 
+async def records_page(
+    backends: Backends,
+    caller: Caller,
+    wallet_id: str,
+    start: datetime,
+    end: datetime,
+    page_size: int,
+    page_token: str,
+) -> query_pb2.ListRecordsResponse:
+    request = query_pb2.ListRecordsRequest(
+        wallet_id=wallet_id,
+        start=datetime_to_timestamp(start),
+        end=datetime_to_timestamp(end),
+        page_size=page_size,
+        page_token=page_token,
+    )
+    try:
+        response: query_pb2.ListRecordsResponse = await backends.query.ListRecords(
+            request, timeout=backends.deadline, metadata=_metadata(caller)
+        )
+    except grpc.RpcError as error:
+        raise Problem.from_rpc_error(error, _LISTING_FIELDS) from error
+    return response
+
+
+async def record_by_key(
+    backends: Backends, caller: Caller, wallet_id: str, request_id: str
+) -> query_pb2.GetRecordResponse:
+    """The record, or a 404 problem that says how fresh the read model was (`as_of`)."""
+    try:
+        response: query_pb2.GetRecordResponse = await backends.query.GetRecord(
+            query_pb2.GetRecordRequest(wallet_id=wallet_id, request_id=request_id),
+            timeout=backends.deadline,
+            metadata=_metadata(caller),
+        )
+    except grpc.RpcError as error:
+        problem = Problem.from_rpc_error(error, {"request_id": IDEMPOTENCY_KEY})
+        freshness = status_detail(error, query_pb2.ReadModelAsOf)
+        if problem.status == 404 and freshness is not None:
+            problem.extensions["as_of"] = as_of_text(freshness)
+        raise problem from error
+    return response
+
+
 def _metadata(caller: Caller) -> tuple[tuple[str, str], ...]:
     """Who is calling, and the request's trace id for the services' logs."""
     return (*caller.metadata, (TRACE_ID_METADATA, current_trace_id()))
@@ -117,7 +163,13 @@ def _fixed_zone(offset_seconds: int) -> timezone:
 
 
 def as_of_text(
-    answer: query_pb2.GetBalanceHistoryResponse | query_pb2.GetBalanceResponse,
+    answer: (
+        query_pb2.GetBalanceHistoryResponse
+        | query_pb2.GetBalanceResponse
+        | query_pb2.ListRecordsResponse
+        | query_pb2.GetRecordResponse
+        | query_pb2.ReadModelAsOf
+    ),
 ) -> str | None:
     """When the read model was last brought up to date; None before the first pass."""
     if not answer.HasField("as_of"):

@@ -8,6 +8,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from services.ledger.domain.errors import InvalidInput
 from services.platform.grpc_errors import field_violations
@@ -65,6 +66,8 @@ class Problem(Exception):
         self.detail = detail
         self.errors = errors or {}
         self.headers = headers or {}
+        # RFC 9457 extension members, e.g. a 404's as_of.
+        self.extensions: dict[str, Any] = {}
 
     @classmethod
     def from_invalid(cls, error: InvalidInput) -> "Problem":
@@ -95,6 +98,7 @@ class Problem(Exception):
             body["detail"] = self.detail
         if self.errors:
             body["errors"] = [{"field": f, "message": m} for f, m in self.errors.items()]
+        body.update(self.extensions)
         return JSONResponse(
             body, status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE
         )
@@ -117,9 +121,21 @@ async def validation_handler(request: Request, error: Exception) -> JSONResponse
 
 async def http_error_handler(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
-    return Problem(
-        error.status_code, str(error.detail), headers=dict(error.headers or {})
-    ).response()
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # Starlette names the methods of the first route on the path; a path served by two
+        # routes (GET and POST /records) allows both.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return Problem(error.status_code, str(error.detail), headers=headers).response()
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 async def unexpected_error_handler(request: Request, error: Exception) -> JSONResponse:
@@ -144,6 +160,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                 "required": ["field", "message"],
                 "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
             },
+        },
+        "as_of": {
+            "type": ["string", "null"],
+            "description": "a 404 of a record: the read model's as_of when it was not found",
         },
     },
 }

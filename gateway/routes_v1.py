@@ -1,11 +1,11 @@
-"""/v1: deposits, balance history and balance, per wallet."""
+"""/v1: deposits, records, balance history and balance, per wallet."""
 
 import json
 from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Security
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway import calls
 from gateway.auth import API_PROBLEMS, Caller, bearer_scheme, wallet_caller
@@ -20,10 +20,22 @@ from gateway.idempotency import (
     success_headers,
 )
 from gateway.problems import problem_responses
-from gateway.schemas import BalanceOut, HistoryOut, RecordIn, RecordOut, WalletIdPath
-from wallet.v1 import records_pb2
+from gateway.schemas import (
+    BalanceOut,
+    HistoryOut,
+    RecordIn,
+    RecordOut,
+    RecordsOut,
+    RequestIdPath,
+    WalletIdPath,
+)
+from gateway.statements import CSV_MEDIA_TYPE, history_csv, records_csv, wants_csv
+from services.ledger.domain.record_pages import MAX_PAGE_SIZE
+from wallet.v1 import query_pb2, records_pb2
 
 _INSTANT = "RFC 3339 with an offset"
+# What the routes that can answer CSV say of it in OpenAPI.
+_CSV_CONTENT = {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}
 # OpenAPI links from a deposit to reads of its wallet: clients (and schemathesis's stateful
 # phase) follow them.
 _RECORDED_WALLET_LINKS = {
@@ -110,14 +122,86 @@ async def record(
 
 
 @router.get(
+    "/records",
+    operation_id="listRecords",
+    response_model=RecordsOut,
+    summary="The wallet's records with start <= datetime < end, a page at a time (or CSV)",
+    description=(
+        "Records in (datetime, request_id) order. `next_cursor` (and a `Link: <...>; "
+        'rel="next"` header) continues the listing; a cursor sent with another start or end '
+        "is refused. With `Accept: text/csv` every page from `cursor` on streams as one CSV."
+    ),
+    responses={
+        200: {"content": _CSV_CONTENT, "headers": {"Link": {"schema": {"type": "string"}}}},
+        **problem_responses(400, *API_PROBLEMS, 500, 503, 504),
+    },
+)
+async def list_records(
+    wallet_id: WalletIdPath,
+    request: Request,
+    backends: BackendsDep,
+    caller: WalletCallerDep,
+    start: Annotated[str, Query(description=_INSTANT, examples=["2019-10-05T00:00:00Z"])],
+    end: Annotated[str, Query(description=_INSTANT, examples=["2019-10-06T00:00:00Z"])],
+    limit: Annotated[
+        int, Query(ge=0, description=f"records per page: 0 means 100, at most {MAX_PAGE_SIZE}")
+    ] = 0,
+    cursor: Annotated[str, Query(description="a previous page's next_cursor")] = "",
+) -> Response:
+    since = calls.parse_request_datetime(start, "start", round_up=True)
+    until = calls.parse_request_datetime(end, "end", round_up=True)
+    as_csv = wants_csv(request.headers.get("accept", ""))
+    size = MAX_PAGE_SIZE if as_csv else min(limit, MAX_PAGE_SIZE)
+
+    async def page(token: str) -> query_pb2.ListRecordsResponse:
+        return await calls.records_page(backends, caller, wallet_id, since, until, size, token)
+
+    first = await page(cursor)  # before the answer starts: its problems are still answers
+    if as_csv:
+        return StreamingResponse(records_csv(first, page), media_type=CSV_MEDIA_TYPE)
+    headers = {}
+    if first.next_page_token:
+        following = request.url.include_query_params(cursor=first.next_page_token)
+        headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    body = {
+        "wallet_id": wallet_id,
+        "records": [record_body(record) for record in first.records],
+        "next_cursor": first.next_page_token or None,
+        "as_of": calls.as_of_text(first),
+    }
+    return JSONResponse(body, headers=headers)
+
+
+@router.get(
+    "/records/{request_id:path}",
+    operation_id="getRecord",
+    response_model=RecordOut,
+    summary="One record by its Idempotency-Key",
+    responses=problem_responses(400, *API_PROBLEMS, 404, 500, 503, 504),
+)
+async def get_record(
+    wallet_id: WalletIdPath,
+    request_id: RequestIdPath,
+    backends: BackendsDep,
+    caller: WalletCallerDep,
+) -> JSONResponse:
+    found = await calls.record_by_key(backends, caller, wallet_id, request_id)
+    return JSONResponse(record_body(found.record))
+
+
+@router.get(
     "/history",
     operation_id="getBalanceHistory",
     response_model=HistoryOut,
-    summary="Balance at every hour start between start and end, in a time zone",
-    responses=problem_responses(400, *API_PROBLEMS, 500, 503, 504),
+    summary="Balance at every hour start between start and end, in a time zone (or CSV)",
+    responses={
+        200: {"content": _CSV_CONTENT},
+        **problem_responses(400, *API_PROBLEMS, 500, 503, 504),
+    },
 )
 async def history(
     wallet_id: WalletIdPath,
+    request: Request,
     backends: BackendsDep,
     caller: WalletCallerDep,
     start: Annotated[
@@ -136,6 +220,8 @@ async def history(
         calls.parse_request_datetime(end, "end"),
         tz,
     )
+    if wants_csv(request.headers.get("accept", "")):
+        return Response(history_csv(answer), media_type=CSV_MEDIA_TYPE)
     # Rendered by hand: a year is 8,760 points, and dicts through json.dumps took twice as
     # long on the event loop. Times and decimal strings need no escaping.
     points = ",".join(

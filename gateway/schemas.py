@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from services.ledger.domain.ids import WALLET_ID_PATTERN
+from services.ledger.domain.ids import MAX_REQUEST_ID_LENGTH, WALLET_ID_PATTERN
 
 _RECORD_EXAMPLE: dict[str, JsonValue] = {
     "wallet_id": "alice",
@@ -17,6 +17,16 @@ _RECORD_EXAMPLE: dict[str, JsonValue] = {
 
 
 WalletIdPath = Annotated[str, Path(pattern=f"^{WALLET_ID_PATTERN.pattern}$", examples=["alice"])]
+# Any request id (it may hold "/"); the query service checks it as the command service does.
+RequestIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_REQUEST_ID_LENGTH,
+        description="the Idempotency-Key the deposit was recorded with, percent-encoded",
+        examples=["deposit-0001"],
+    ),
+]
 
 
 class RecordIn(BaseModel):
@@ -39,6 +49,25 @@ class RecordOut(BaseModel):
     datetime: str = Field(description="when the deposit happened, UTC, RFC 3339")
     amount: str
     recorded_at: str = Field(description="when the ledger first stored it, UTC, RFC 3339")
+
+
+class RecordsOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "wallet_id": "alice",
+                    "records": [_RECORD_EXAMPLE],
+                    "next_cursor": None,
+                    "as_of": "2026-11-27T12:00:01.5Z",
+                }
+            ]
+        }
+    )
+    wallet_id: str
+    records: list[RecordOut] = Field(description="in (datetime, request_id) order")
+    next_cursor: str | None = Field(description="continues the listing; null on the last page")
+    as_of: str | None = Field(description="when the read model was last brought up to date")
 
 
 class PointOut(BaseModel):

@@ -1,6 +1,6 @@
 """How domain and store failures leave a servicer: as status codes with rich details."""
 
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -9,6 +9,8 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from services.ledger.domain.errors import InvalidInput
+
+DetailT = TypeVar("DetailT", bound=Message)
 
 
 def abort_invalid(context: grpc.ServicerContext, error: InvalidInput) -> NoReturn:
@@ -42,3 +44,13 @@ def field_violations(error: grpc.RpcError) -> dict[str, str]:
         if detail.Unpack(bad_request):
             violations.update({v.field: v.description for v in bad_request.field_violations})
     return violations
+
+
+def status_detail(error: grpc.RpcError, kind: type[DetailT]) -> DetailT | None:
+    """The first detail of type `kind` in the status a client received, if any."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    for detail in status.details if status else []:
+        found = kind()
+        if detail.Unpack(found):
+            return found
+    return None
