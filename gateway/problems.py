@@ -1,6 +1,7 @@
 """Errors as application/problem+json (RFC 9457), and how gRPC statuses map to HTTP."""
 
 import logging
+import re
 from typing import Any
 
 import grpc
@@ -8,7 +9,6 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from services.ledger.domain.errors import InvalidInput
 from services.platform.grpc_errors import field_violations
@@ -122,20 +122,20 @@ async def validation_handler(request: Request, error: Exception) -> JSONResponse
 async def http_error_handler(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     headers = dict(error.headers or {})
-    if error.status_code == 405:
+    if error.status_code == 405 and (allowed := _documented_methods(request)):
         # Starlette names the methods of the first route on the path; a path served by two
-        # routes (GET and POST /records) allows both.
-        headers["Allow"] = ", ".join(_allowed_methods(request))
+        # routes (GET and POST /records) allows both, as the OpenAPI document says.
+        headers["Allow"] = ", ".join(allowed)
     return Problem(error.status_code, str(error.detail), headers=headers).response()
 
 
-def _allowed_methods(request: Request) -> list[str]:
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return sorted(methods)
+def _documented_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI document gives the request's path, upper case and sorted."""
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            return sorted(method.upper() for method in operations)
+    return []
 
 
 async def unexpected_error_handler(request: Request, error: Exception) -> JSONResponse:
