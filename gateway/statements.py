@@ -38,7 +38,7 @@ def wants_csv(accept: str) -> bool:
     return csv_quality > 0 and all(csv_quality > quality for quality in others)
 
 
-def _rows(rows: Iterable[Iterable[str]]) -> str:
+def csv_rows(rows: Iterable[Iterable[str]]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows(rows)
     return buffer.getvalue()
@@ -60,17 +60,17 @@ async def records_csv(
     """The header, then every page from `first` on, one chunk per page. A page that fails
     after the first raises, which ends the response without its last chunk: a client sees a
     broken transfer, never a statement that merely looks complete."""
-    yield _rows([RECORD_COLUMNS])
+    yield csv_rows([RECORD_COLUMNS])
     page = first
     while True:
-        yield _rows(map(record_row, page.records))
+        yield csv_rows(map(record_row, page.records))
         if not page.next_page_token:
             return
         page = await next_page(page.next_page_token)
 
 
 def history_csv(answer: query_pb2.GetBalanceHistoryResponse) -> str:
-    return _rows(
+    return csv_rows(
         [
             HISTORY_COLUMNS,
             *((calls.local_text(point), point.balance, point.change) for point in answer.points),

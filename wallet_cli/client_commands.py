@@ -1,5 +1,5 @@
-"""`wallet record`, `wallet history` and `wallet token`: a gRPC client for people and
-scripts, and dev tokens for the gateway.
+"""`wallet record`, `wallet history`, `wallet records` and `wallet token`: a gRPC client
+for people and scripts, and dev tokens for the gateway.
 
 The clients send --token (default $WALLET_TOKEN); without one they mint a short-lived token
 for the wallet from the dev stack's secret, so they just work against `wallet dev`.
@@ -11,10 +11,12 @@ import os
 import re
 import sys
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, timedelta, timezone
 
 import grpc
 
+from gateway.statements import RECORD_COLUMNS, csv_rows, record_row
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.instants import parse_rfc3339
 from services.platform.auth.configured import dev_token
@@ -22,7 +24,7 @@ from services.platform.grpc_auth import bearer_metadata
 from services.platform.grpc_errors import field_violations
 from services.platform.proto_time import datetime_to_timestamp
 from services.platform.settings import ClientSettings
-from wallet.v1 import command_pb2, command_pb2_grpc, query_pb2, query_pb2_grpc
+from wallet.v1 import command_pb2, command_pb2_grpc, query_pb2, query_pb2_grpc, records_pb2
 
 _DEADLINE = 10.0
 _CLIENT_TOKEN_TTL = timedelta(minutes=5)
@@ -122,6 +124,63 @@ def history(args: argparse.Namespace) -> int:
     return 0
 
 
+def records(args: argparse.Namespace) -> int:
+    """Every page of the wallet's records in the range, printed as each arrives."""
+    try:
+        start = parse_rfc3339(args.start, "--start", round_up=True)
+        end = parse_rfc3339(args.end, "--end", round_up=True)
+    except InvalidInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    request = query_pb2.ListRecordsRequest(
+        wallet_id=args.wallet,
+        start=datetime_to_timestamp(start),
+        end=datetime_to_timestamp(end),
+        page_size=args.page_size,
+    )
+    settings = ClientSettings()
+    print_records = _RECORD_PRINTERS["json" if args.json else "csv" if args.csv else "table"]
+    with grpc.insecure_channel(settings.query_address) as channel:
+        stub = query_pb2_grpc.WalletQueryStub(channel)
+        metadata = _metadata(settings, args.wallet, args.token)
+        first = True
+        while True:
+            try:
+                page = stub.ListRecords(request, timeout=_DEADLINE, metadata=metadata)
+            except grpc.RpcError as error:
+                return _fail(error)
+            print_records(page.records, first)
+            first = False
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+    if not (args.json or args.csv):
+        as_of = page.as_of.ToJsonString() if page.HasField("as_of") else None
+        print(f"(read model as of {as_of or 'never: the updater has not run yet'})")
+    return 0
+
+
+def _print_table(page: Sequence[records_pb2.Record], first: bool) -> None:
+    if first:
+        print(f"{'datetime':<27}  {'amount':>24}  request id")
+    for record in page:
+        _, request_id, occurred_at, amount, _ = record_row(record)
+        print(f"{occurred_at:<27}  {amount:>24}  {request_id}")
+
+
+def _print_json_lines(page: Sequence[records_pb2.Record], first: bool) -> None:
+    for record in page:
+        print(json.dumps(dict(zip(RECORD_COLUMNS, record_row(record), strict=True))))
+
+
+def _print_csv(page: Sequence[records_pb2.Record], first: bool) -> None:
+    rows = [RECORD_COLUMNS] if first else []
+    sys.stdout.write(csv_rows([*rows, *map(record_row, page)]))
+
+
+_RECORD_PRINTERS = {"table": _print_table, "json": _print_json_lines, "csv": _print_csv}
+
+
 def token(args: argparse.Namespace) -> int:
     minted = dev_token(ClientSettings(), args.wallet, args.ttl, subject=args.subject)
     if minted is None:
@@ -169,6 +228,21 @@ def add_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]"
     history_parser.add_argument("--json", action="store_true", help="print JSON")
     _add_token_option(history_parser)
     history_parser.set_defaults(run=history)
+
+    records_parser = commands.add_parser(
+        "records", help="a wallet's records over gRPC, every page (start <= datetime < end)"
+    )
+    records_parser.add_argument("--wallet", required=True)
+    records_parser.add_argument("--start", required=True, help="RFC 3339 with offset")
+    records_parser.add_argument("--end", required=True, help="RFC 3339 with offset")
+    records_parser.add_argument(
+        "--page-size", type=int, default=1000, help="records per call (default 1000, the most)"
+    )
+    output = records_parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object per line")
+    output.add_argument("--csv", action="store_true", help="print CSV with a header row")
+    _add_token_option(records_parser)
+    records_parser.set_defaults(run=records)
 
     token_parser = commands.add_parser(
         "token", help="mint a dev bearer token (HS256, signed with the dev stack's secret)"

@@ -6,7 +6,9 @@ exactly, request ids with commas, quotes and slashes included."""
 
 import csv
 import io
+import json
 import re
+import subprocess
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,7 +17,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from harness.processes import wallet_command
 from tests.auth_support import bearer_header, token_for
+from tests.e2e.processes import child_env
 from tests.e2e.stack import (
     HTTP_TIMEOUT,
     DevStack,
@@ -194,3 +198,35 @@ def test_a_method_the_records_path_lacks_is_refused_naming_both_it_has(
     response = gateway.delete("/v1/wallets/alice/records")
     assert_problem(response, 405)
     assert response.headers["Allow"] == "GET, POST"
+
+
+@pytest.mark.parametrize("output", ["--csv", "--json", "table"])
+def test_wallet_records_follows_every_page_over_grpc(
+    gateway: httpx.Client, dev_stack: DevStack, statement: dict[str, Any], output: str
+) -> None:
+    wallet = statement["wallet"]
+    as_csv = list_page(gateway, wallet, {"Accept": "text/csv"}).text
+    arguments = ["--wallet", wallet, "--start", DAY["start"], "--end", DAY["end"]]
+    arguments += ["--page-size", "5", "--token", token_for(wallet)]
+    if output != "table":
+        arguments.append(output)
+
+    printed = subprocess.run(
+        wallet_command("records", *arguments),
+        env=child_env(WALLET_QUERY_ADDRESS=dev_stack.ports.query_address),
+        capture_output=True,
+        timeout=HTTP_TIMEOUT,
+        check=True,
+    ).stdout.decode()  # as bytes: text mode would turn the CSV's CRLF into LF
+
+    rows = list(csv.reader(io.StringIO(as_csv, newline="")))
+    if output == "--csv":
+        assert printed == as_csv
+    elif output == "--json":
+        lines = [json.loads(line) for line in printed.splitlines()]
+        assert lines == [dict(zip(CSV_HEADER, row, strict=True)) for row in rows[1:]]
+    else:
+        assert [line.split()[-1] for line in printed.splitlines()[1:5]] == [
+            row[1] for row in rows[1:5]
+        ]
+        assert printed.splitlines()[-1].startswith("(read model as of 20")
