@@ -89,11 +89,15 @@ node_modules/.installed: package.json package-lock.json $(VENV)/.installed
 	$(BIN)/npm ci --no-audit --no-fund
 	touch $@
 
+# buf breaking: no change to protos/ may break a client of the commit before (skipped where
+# there is none, as in a shallow clone).
 lint: $(VENV)/.installed node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/npx --no-install buf lint
+	if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+	  $(BIN)/npx --no-install buf breaking --against '.git#ref=HEAD~1'; fi
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
