@@ -41,10 +41,12 @@ def history_response(
     every call, and nested constructors or Timestamp.FromDatetime cost three times more."""
     response = query_pb2.GetBalanceHistoryResponse()
     add_point = response.points.add
-    for time, offset, (balance, change) in zip(grid.points, grid.offsets, totals, strict=True):
+    for seconds, offset, (balance, change) in zip(
+        grid.point_seconds, grid.offset_seconds, totals, strict=True
+    ):
         point = add_point(balance=balance, change=change)
-        point.time.seconds = int(time.timestamp())
-        point.utc_offset.seconds = int(offset.total_seconds())
+        point.time.seconds = seconds
+        point.utc_offset.seconds = offset
     return response
 
 

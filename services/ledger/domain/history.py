@@ -17,6 +17,7 @@ from services.ledger.domain.errors import InvalidInput
 
 MAX_POINTS = 10_000
 _HOUR = timedelta(hours=1)
+_HOUR_SECONDS = 3600
 # A zone has at most ~1 hour start per hour, plus one per repeated DST hour; a range longer
 # than this cannot be within the limit and is refused before any point is computed.
 _MAX_RANGE = _HOUR * (MAX_POINTS + 48)
@@ -52,6 +53,11 @@ class HourGrid:
     previous: datetime
     points: list[datetime]
     offsets: list[timedelta]
+    # The same points and offsets as whole seconds (since the epoch; east of UTC), which is
+    # what an answer carries: kept while the grid is built, so that nothing converts them
+    # again for each of a year's 8,760 points.
+    point_seconds: list[int]
+    offset_seconds: list[int]
 
     @property
     def boundaries(self) -> list[datetime]:
@@ -104,17 +110,33 @@ def hour_grid(start: datetime, end: datetime, zone: ZoneInfo) -> HourGrid:
         previous -= BUCKET
     points: list[datetime] = []
     offsets: list[timedelta] = []
+    point_seconds: list[int] = []
+    offset_seconds: list[int] = []
     instant, offset = _next_hour_start(previous, zone)
+    seconds, offset_second = int(instant.timestamp()), int(offset.total_seconds())
     while instant <= end:
         points.append(instant)
         offsets.append(offset)
+        point_seconds.append(seconds)
+        offset_seconds.append(offset_second)
         # One hour on is the next hour start unless the offset changed in between (zones
-        # never change twice within an hour); only then step through the quarter hours.
+        # never change twice within an hour); only then step through the quarter hours. An
+        # unchanged offset was checked by _offset already: inline, this test is the loop's
+        # only call into the zone (a year is 8,760 of them).
         later = instant + _HOUR
-        if _offset(later, zone) == offset:
+        if later.astimezone(zone).utcoffset() == offset:
             instant = later
+            seconds += _HOUR_SECONDS
         else:
             instant, offset = _next_hour_start(instant, zone)
+            seconds, offset_second = int(instant.timestamp()), int(offset.total_seconds())
     if len(points) > MAX_POINTS:
         raise InvalidInput.single("end", f"the range gives more than {MAX_POINTS} points")
-    return HourGrid(zone=zone, previous=previous, points=points, offsets=offsets)
+    return HourGrid(
+        zone=zone,
+        previous=previous,
+        points=points,
+        offsets=offsets,
+        point_seconds=point_seconds,
+        offset_seconds=offset_seconds,
+    )
