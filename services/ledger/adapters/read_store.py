@@ -65,8 +65,10 @@ _HISTORY_SQL = f"""
 _AS_OF = text("SELECT last_pass_finished_at FROM projection_status WHERE id = 1")
 
 # A page of a wallet's records in (occurred_at, request_id) order, from the index
-# records_by_occurred_at; after a page, the rows after its last one (a row comparison over
-# the index's columns, so that the scan starts there instead of skipping rows).
+# records_by_occurred_at; after a page, the rows after its last one: a row comparison over
+# the index's columns after wallet_id, which the equality fixes, so that the scan starts
+# there. (A row comparison that also names wallet_id is no start key beside its equality:
+# PostgreSQL then read every earlier row of the wallet, 66 ms at page 1,000 of a million.)
 _RECORD_COLUMNS = "request_id, occurred_at, trim_scale(amount)::text, recorded_at"
 _RECORDS_SQL = f"""
     SELECT {_RECORD_COLUMNS} FROM records
@@ -77,7 +79,7 @@ _RECORDS_SQL = f"""
 """  # noqa: S608 - composed of constants only
 _FIRST_PAGE_SQL = _RECORDS_SQL.format(after="")
 _NEXT_PAGE_SQL = _RECORDS_SQL.format(
-    after="AND (wallet_id, occurred_at, request_id) > (%(wallet_id)s, %(after_time)s, %(after_id)s)"
+    after="AND (occurred_at, request_id) > (%(after_time)s, %(after_id)s)"
 )
 _RECORD_SQL = f"""
     SELECT {_RECORD_COLUMNS} FROM records
