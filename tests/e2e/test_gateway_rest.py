@@ -549,5 +549,5 @@ def test_bad_history_queries_are_400(
 
 def test_unknown_routes_and_methods_are_problems(gateway: httpx.Client, wallet: str) -> None:
     assert_problem(gateway.get("/v2/nothing-here"), 404)
-    assert_problem(gateway.get(records_path(wallet)), 405)
+    assert_problem(gateway.delete(records_path(wallet)), 405)
     assert_problem(gateway.delete(f"/v1/wallets/{wallet}/balance"), 405)
