@@ -132,11 +132,4 @@ def hour_grid(start: datetime, end: datetime, zone: ZoneInfo) -> HourGrid:
             seconds, offset_second = int(instant.timestamp()), int(offset.total_seconds())
     if len(points) > MAX_POINTS:
         raise InvalidInput.single("end", f"the range gives more than {MAX_POINTS} points")
-    return HourGrid(
-        zone=zone,
-        previous=previous,
-        points=points,
-        offsets=offsets,
-        point_seconds=point_seconds,
-        offset_seconds=offset_seconds,
-    )
+    return HourGrid(zone, previous, points, offsets, point_seconds, offset_seconds)
