@@ -38,7 +38,11 @@ def _bench_updater(args: argparse.Namespace) -> int:
 def _bench_gateway(args: argparse.Namespace) -> int:
     from benchmarks.gateway import run_gateway_benchmark
 
-    return run_gateway_benchmark(records=args.records, history_calls=args.history_calls)
+    return run_gateway_benchmark(
+        records=args.records,
+        history_calls=args.history_calls,
+        statement_records=args.statement_records,
+    )
 
 
 def _positive_float(text: str) -> float:
@@ -70,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_write.set_defaults(run=_bench_write)
     bench_read = benchmarks.add_parser(
-        "read", help="one-year history from ten years of data vs one year, gRPC vs SQL"
+        "read",
+        help="one-year history from ten years of data vs one year, gRPC vs SQL; ListRecords "
+        "page 1 vs page 1,000 of a million records, and vs SQL",
     )
     bench_read.add_argument("--calls", type=_positive_int, default=30, help="timed calls per case")
     bench_read.add_argument("--warmup", type=int, default=3, help="untimed calls per case")
@@ -96,14 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench_updater.set_defaults(run=_bench_updater)
     bench_gateway = benchmarks.add_parser(
         "gateway",
-        help="on a `wallet dev` stack: REST vs boto3 records, REST vs gRPC history, start "
-        "to ready, peak RSS per process",
+        help="on a `wallet dev` stack: REST vs boto3 records, REST vs gRPC history, a year "
+        "of records as CSV, start to ready, peak RSS per process",
     )
     bench_gateway.add_argument(
         "--records", type=_positive_int, default=15_000, help="measured calls per write path"
     )
     bench_gateway.add_argument(
         "--history-calls", type=_positive_int, default=100, help="timed calls per history path"
+    )
+    bench_gateway.add_argument(
+        "--statement-records",
+        type=_positive_int,
+        default=200_000,
+        help="records in the year that the CSV export streams",
     )
     bench_gateway.set_defaults(run=_bench_gateway)
     bench_soak = benchmarks.add_parser(
