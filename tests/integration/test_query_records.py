@@ -20,7 +20,7 @@ from services.ledger.adapters.database import create_database_engine
 from services.ledger.adapters.ledger_table import ensure_table
 from services.ledger.adapters.write_store import dynamodb_client
 from services.platform.grpc_errors import field_violations
-from services.platform.settings import Settings
+from services.platform.settings import QuerySettings
 from services.query import server as query_server
 from tests.auth_support import TEST_SECRET, authenticated_channel
 from tests.integration.test_query_history import Ledger, make_ledger
@@ -62,7 +62,7 @@ def ledger(table: str, database: str) -> Iterator[Ledger]:
 
 @pytest.fixture(scope="module")
 def stub(table: str, database: str) -> Iterator[query_pb2_grpc.WalletQueryStub]:
-    settings = Settings(table_name=table, listen_host="127.0.0.1", auth_hs256_secret=TEST_SECRET)
+    settings = QuerySettings(listen_host="127.0.0.1", auth_hs256_secret=TEST_SECRET)
     service = query_server.build(settings, database, port=0)
     service.start()
     with authenticated_channel(f"127.0.0.1:{service.port}") as channel:
