@@ -18,6 +18,7 @@ from datetime import datetime
 
 from services.ledger.domain.buckets import format_instant, parse_instant
 from services.ledger.domain.errors import InvalidInput
+from services.ledger.domain.ids import parse_request_id
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -79,8 +80,17 @@ def decode_page_token(
         padded = token + "=" * (-len(token) % 4)
         content = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         version, fingerprint = content["v"], content["f"]
-        position = PagePosition(parse_instant(content["t"]), str(content["r"]))
-    except (ValueError, TypeError, KeyError, binascii.Error, UnicodeError) as error:
+        # Only what a record can hold: a forged token must not carry a NUL or a lone
+        # surrogate to the database.
+        position = PagePosition(parse_instant(content["t"]), parse_request_id(content["r"]))
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        binascii.Error,
+        UnicodeError,
+        RecursionError,  # json.loads of "[[[[..."
+    ) as error:
         raise InvalidInput.single(field, "is not a page token of this listing") from error
     if version != _TOKEN_VERSION or fingerprint != records.fingerprint:
         raise InvalidInput.single(
