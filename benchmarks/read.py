@@ -33,7 +33,7 @@ from benchmarks.sigterm import interrupted_by_sigterm
 from benchmarks.turns import timed_in_turns
 from harness.processes import wallet_process
 from harness.scratch_database import scratch_database
-from services.ledger.adapters.database import create_database_engine
+from services.ledger.adapters.database import SESSION_SETTINGS, create_database_engine
 from services.ledger.adapters.read_store import PostgresReadStore, history_query
 from services.ledger.domain.history import hour_grid
 from services.platform.proto_time import datetime_to_timestamp
@@ -248,11 +248,13 @@ def _explained_read_store(
 ) -> list[list[object]]:
     """EXPLAIN (ANALYZE, BUFFERS) of the read store's history statement for the UTC history:
     the statement and parameters the store itself runs."""
-    boundaries = hour_grid(first, last, ZoneInfo("UTC")).boundaries
+    bounds = hour_grid(first, last, ZoneInfo("UTC")).bound_seconds
     rows = []
     with psycopg.connect(database_url) as connection:
+        for setting in SESSION_SETTINGS:  # the read store's sessions, JIT off among them
+            connection.execute(setting)
         for wallet in wallets:
-            statement, parameters = history_query(wallet.wallet_id, boundaries)
+            statement, parameters = history_query(wallet.wallet_id, bounds)
             explained = _explained(connection, statement, parameters)
             rows.append(_plan_row("history statement", wallet.wallet_id, explained))
     return rows
@@ -275,7 +277,7 @@ def _server_split(
             marks = [time.perf_counter()]
             grid = hour_grid(first, last, ZoneInfo("UTC"))
             marks.append(time.perf_counter())
-            history = store.history(wallet, grid.boundaries)
+            history = store.history(wallet, grid.bound_seconds)
             marks.append(time.perf_counter())
             history_response(grid, history.points)
             marks.append(time.perf_counter())

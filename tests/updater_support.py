@@ -295,14 +295,14 @@ def assert_history_exact(
     """The read store answers every wallet's history over [start, end] in `zone` as the
     oracle computes it from the deposits."""
     records = [RawRecord(d.wallet_id, d.occurred_at, d.amount) for d in deposits]
-    boundaries = hour_grid(start, end, zone).boundaries
+    bounds = hour_grid(start, end, zone).bound_seconds
     engine = create_database_engine(database_url, pool_size=1)
     try:
         store = PostgresReadStore(engine)
         for wallet in sorted({record.wallet_id for record in records}):
             answered = [
                 (Decimal(balance), Decimal(change))
-                for balance, change in store.history(wallet, boundaries).points
+                for balance, change in store.history(wallet, bounds).points
             ]
             expected = expected_history(records, wallet, start, end, zone)
             assert answered == [(point.balance, point.change) for point in expected], wallet

@@ -98,7 +98,7 @@ class WalletQueryServicer(query_pb2_grpc.WalletQueryServicer):
                 required_timestamp(request, "end"),
                 parse_time_zone(request.time_zone),
             )
-            history = self._store.history(wallet_id, grid.boundaries)
+            history = self._store.history(wallet_id, grid.bound_seconds)
         except InvalidInput as error:
             abort_invalid(context, error)
         except ReadStoreUnavailable:

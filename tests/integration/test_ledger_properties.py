@@ -82,6 +82,12 @@ OFFSETS = [
 BOUNDARIES = [FIRST_BUCKET + index * BUCKET for index in range(-2, len(BUCKETS) + 2)]
 MIDNIGHT = datetime(2024, 3, 1, tzinfo=UTC)
 
+
+def epoch_seconds(instants: list[datetime]) -> list[int]:
+    """The read store's history bounds."""
+    return [int(instant.timestamp()) for instant in instants]
+
+
 SMALLEST_AMOUNT = "0.000000000000000001"
 LARGEST_AMOUNT = "99999999999999999999.999999999999999999"
 _LARGEST_ATTO = 10**38 - 1
@@ -398,7 +404,7 @@ class LedgerMachine(RuleBasedStateMachine):
         acknowledged, or one twice (amounts are positive, so a partly projected ledger
         is pointwise below the model)."""
         for wallet in self.wallets:
-            history = self.stack.reads.history(wallet, BOUNDARIES)
+            history = self.stack.reads.history(wallet, epoch_seconds(BOUNDARIES))
             for boundary, (balance, _) in zip(BOUNDARIES[1:], history.points, strict=True):
                 expected = self.expected_balance(wallet, boundary, None)
                 assert Decimal(balance) <= expected, (
@@ -412,7 +418,7 @@ class LedgerMachine(RuleBasedStateMachine):
             # From before every deposit, and from the midnight between the buckets (its
             # opening balance comes from the day totals of the day before).
             for boundaries in (BOUNDARIES, BOUNDARIES[BOUNDARIES.index(MIDNIGHT) :]):
-                history = self.stack.reads.history(wallet, boundaries)
+                history = self.stack.reads.history(wallet, epoch_seconds(boundaries))
                 answered = [(Decimal(total), Decimal(change)) for total, change in history.points]
                 expected = [
                     (

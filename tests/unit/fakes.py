@@ -5,7 +5,7 @@ implementations; the integration tests check the real stores against the same ru
 
 from collections.abc import Callable, Sequence
 from dataclasses import astuple
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any, NoReturn, cast
@@ -65,8 +65,9 @@ class InMemoryLedger:
 
     # --- ReadStore ---
 
-    def history(self, wallet_id: str, boundaries: Sequence[datetime]) -> History:
+    def history(self, wallet_id: str, bounds: Sequence[int]) -> History:
         self._check_readable()
+        boundaries = [datetime.fromtimestamp(seconds, UTC) for seconds in bounds]
         points = [
             (
                 format_amount(self._sum(wallet_id, before=point)),

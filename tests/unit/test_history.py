@@ -402,6 +402,8 @@ def ranges(draw: st.DrawFn) -> tuple[ZoneInfo, datetime, datetime]:
 @example((ZoneInfo("Pacific/Apia"), utc(2011, 12, 29, 9), utc(2011, 12, 31, 12)))
 @example((LORD_HOWE, utc(2024, 4, 6, 14, 59), utc(2024, 4, 6, 16, 31)))
 @example((ZoneInfo("Pacific/Chatham"), utc(2024, 4, 6, 12), utc(2024, 4, 7, 12)))
+# Across a UTC new year in summer time: the zone's offsets are looked up per year.
+@example((ZoneInfo("Pacific/Auckland"), utc(2023, 12, 31, 10, 7), utc(2024, 1, 1, 14)))
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_hour_grid_matches_a_minute_by_minute_model(
     case: tuple[ZoneInfo, datetime, datetime],

@@ -31,36 +31,38 @@ _BALANCE_BEFORE_SQL = """
 """
 
 # The history in one statement: the opening balance (a day row plus at most a day of
-# buckets), each interval's sum (width_bucket gives i for a bucket in
-# [bounds[i], bounds[i+1]), which is the change of the point bounds[i+1]), and the running
-# balance, all exact NUMERIC, written as canonical decimal text (trim_scale: 1.10 -> 1.1).
-# The bounds travel as epoch seconds, once, in one array literal: as 8,761 timestamps,
-# adapting and sending them cost ten times the query itself, and as a list psycopg's array
-# dumper still took a quarter of the statement's time. They are float8 (exact: whole seconds
-# far below 2^53), for width_bucket's binary search on float8 is native, on bigint a
-# function call per comparison; date_part gives the bucket's epoch as float8 too, where
-# extract would make a NUMERIC of each of the year's 35,040 buckets.
+# buckets), each point's change (the sum of the buckets in [bounds[i-1], bounds[i]), which
+# is point i's), and the running balance, all exact NUMERIC, written as canonical decimal
+# text (trim_scale: 1.10 -> 1.1). A bucket's point is found by arithmetic where the points
+# are an hour apart (UTC, and every zone that shifts by whole hours), else by a binary
+# search of the bounds (width_bucket; Lord Howe's half-hour shift, say): the bounds then
+# travel as epoch seconds in one float8[] literal, for as 8,761 timestamps adapting and
+# sending them cost ten times the query itself. date_part gives a bucket's epoch as float8
+# (exact: whole seconds far below 2^53), where extract would make a NUMERIC of each of a
+# year's 35,040 buckets.
 _HISTORY_SQL = f"""
-    WITH given AS (SELECT CAST(%(bounds)s::text AS float8[]) AS bounds),
-    opening AS (SELECT {_BALANCE_BEFORE_SQL} AS amount),
+    WITH {{given}}opening AS (SELECT {_BALANCE_BEFORE_SQL} AS amount),
     changes AS (
-      SELECT width_bucket(date_part('epoch', bucket), (SELECT bounds FROM given))
-               AS point,
-             sum(amount) AS change
+      SELECT {{point}} AS point, sum(amount) AS change
       FROM bucket_totals
       WHERE wallet_id = %(wallet_id)s AND bucket >= %(instant)s AND bucket < %(last)s
       GROUP BY point
-    ),
-    points AS (
-      SELECT position - 1 AS point
-      FROM generate_series(2, cardinality((SELECT bounds FROM given))) AS position
     )
     SELECT trim_scale((SELECT amount FROM opening)
                       + sum(coalesce(c.change, 0)) OVER (ORDER BY p.point))::text AS balance,
            trim_scale(coalesce(c.change, 0))::text AS change
-    FROM points p LEFT JOIN changes c USING (point)
+    FROM generate_series(1, %(points)s) AS p(point) LEFT JOIN changes c USING (point)
     ORDER BY p.point
 """  # noqa: S608 - composed of constants only
+_HOURLY_HISTORY_SQL = _HISTORY_SQL.format(
+    given="", point="floor((date_part('epoch', bucket) - %(first_bound)s) / 3600)::int + 1"
+)
+_SEARCHED_HISTORY_SQL = _HISTORY_SQL.format(
+    given="given AS (SELECT CAST(%(bounds)s::text AS float8[]) AS bounds),\n",
+    point="width_bucket(date_part('epoch', bucket), (SELECT bounds FROM given))",
+)
+
+_HOUR_SECONDS = 3600
 
 _AS_OF = text("SELECT last_pass_finished_at FROM projection_status WHERE id = 1")
 
@@ -147,7 +149,7 @@ class FoundRecord:
 
 
 class ReadStore(Protocol):
-    def history(self, wallet_id: str, boundaries: Sequence[datetime]) -> History: ...
+    def history(self, wallet_id: str, bounds: Sequence[int]) -> History: ...
 
     def balance(self, wallet_id: str, instant: datetime) -> Balance: ...
 
@@ -162,13 +164,14 @@ class PostgresReadStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def history(self, wallet_id: str, boundaries: Sequence[datetime]) -> History:
-        """Each point's totals for the points boundaries[1:]: its balance (all records
-        before it) and its change (records since the boundary before it).
+    def history(self, wallet_id: str, bounds: Sequence[int]) -> History:
+        """Each point's totals for the points bounds[1:]: its balance (all records before
+        it) and its change (records since the bound before it).
 
-        Boundaries must be increasing 15-minute-aligned UTC instants.
+        Bounds are increasing 15-minute-aligned instants in seconds since the epoch (an
+        HourGrid's bound_seconds).
         """
-        statement, parameters = history_query(wallet_id, boundaries)
+        statement, parameters = history_query(wallet_id, bounds)
         with _snapshot(self._engine) as connection:
             # The driver's own cursor: up to 10,000 rows, and SQLAlchemy's row objects
             # cost more than the query.
@@ -255,15 +258,18 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
         raise ReadStoreUnavailable(str(error)) from error
 
 
-def history_query(wallet_id: str, boundaries: Sequence[datetime]) -> tuple[str, dict[str, object]]:
-    """The history statement and its parameters (psycopg style), for the driver's cursor."""
-    parameters = {
+def history_query(wallet_id: str, bounds: Sequence[int]) -> tuple[str, dict[str, object]]:
+    """The history statement and its parameters (psycopg style), for the driver's cursor.
+    `bounds`: increasing 15-minute-aligned instants, in seconds since the epoch."""
+    parameters: dict[str, object] = {
         "wallet_id": wallet_id,
-        "bounds": _array_literal(int(boundary.timestamp()) for boundary in boundaries),
-        "last": boundaries[-1],
-        **_balance_before_parameters(boundaries[0]),
+        "points": len(bounds) - 1,
+        "last": datetime.fromtimestamp(bounds[-1], UTC),
+        **_balance_before_parameters(datetime.fromtimestamp(bounds[0], UTC)),
     }
-    return _HISTORY_SQL, parameters
+    if list(range(bounds[0], bounds[-1] + 1, _HOUR_SECONDS)) == bounds:
+        return _HOURLY_HISTORY_SQL, {**parameters, "first_bound": bounds[0]}
+    return _SEARCHED_HISTORY_SQL, {**parameters, "bounds": _array_literal(bounds)}
 
 
 def _array_literal(numbers: Iterable[int]) -> str:
