@@ -25,9 +25,11 @@ from services.ledger.domain.record_pages import (
 )
 from services.platform.grpc_errors import abort_invalid, abort_with_details
 from services.platform.proto_time import (
+    datetime_from_microseconds,
     datetime_to_timestamp,
     optional_timestamp,
     required_timestamp,
+    set_timestamp,
 )
 from wallet.v1 import query_pb2, query_pb2_grpc, records_pb2
 
@@ -55,8 +57,8 @@ def _record_message(wallet_id: str, row: RecordRow, record: records_pb2.Record) 
     record.wallet_id = wallet_id
     record.request_id = row.request_id
     record.amount = row.amount
-    record.occurred_at.FromDatetime(row.occurred_at)
-    record.recorded_at.FromDatetime(row.recorded_at)
+    set_timestamp(record.occurred_at, row.occurred_at_us)
+    set_timestamp(record.recorded_at, row.recorded_at_us)
 
 
 def _set_as_of(
@@ -148,9 +150,8 @@ class WalletQueryServicer(query_pb2_grpc.WalletQueryServicer):
             _record_message(listing.wallet_id, row, add_record())
         if page.more:
             last = page.records[-1]
-            response.next_page_token = encode_page_token(
-                listing, PagePosition(last.occurred_at, last.request_id)
-            )
+            after = PagePosition(datetime_from_microseconds(last.occurred_at_us), last.request_id)
+            response.next_page_token = encode_page_token(listing, after)
         _set_as_of(response, page.as_of)
         return response
 

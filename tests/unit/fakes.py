@@ -4,7 +4,6 @@ PostgreSQL or sockets. They hold the stores' contracts (WriteStore, ReadStore), 
 implementations; the integration tests check the real stores against the same rules."""
 
 from collections.abc import Callable, Sequence
-from dataclasses import astuple
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
@@ -31,6 +30,7 @@ from services.ledger.domain.records import (
     StoredRecord,
     outcome_for_existing,
 )
+from services.platform.proto_time import microseconds_since_epoch
 
 
 class InMemoryLedger:
@@ -92,10 +92,11 @@ class InMemoryLedger:
                 if wallet == records.wallet_id
                 and records.start <= stored.deposit.occurred_at < records.end
             ),
-            key=lambda row: (row.occurred_at, row.request_id),
+            key=lambda row: (row.occurred_at_us, row.request_id),
         )
         if after is not None:
-            rows = [r for r in rows if (r.occurred_at, r.request_id) > astuple(after)]
+            position = (microseconds_since_epoch(after.occurred_at), after.request_id)
+            rows = [r for r in rows if (r.occurred_at_us, r.request_id) > position]
         return RecordsPage(rows[:limit], more=len(rows) > limit, as_of=self.as_of_instant)
 
     def find_record(self, wallet_id: str, request_id: str) -> FoundRecord:
@@ -125,7 +126,10 @@ class InMemoryLedger:
 def _row(stored: StoredRecord) -> RecordRow:
     deposit = stored.deposit
     return RecordRow(
-        deposit.request_id, deposit.occurred_at, format_amount(deposit.amount), stored.recorded_at
+        deposit.request_id,
+        microseconds_since_epoch(deposit.occurred_at),
+        format_amount(deposit.amount),
+        microseconds_since_epoch(stored.recorded_at),
     )
 
 
