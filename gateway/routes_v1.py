@@ -36,6 +36,25 @@ from wallet.v1 import query_pb2, records_pb2
 _INSTANT = "RFC 3339 with an offset"
 # What the routes that can answer CSV say of it in OpenAPI.
 _CSV_CONTENT = {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}
+# A CSV document has no place for the read model's as_of, which JSON answers carry: the
+# header gives it (absent before the updater's first pass). For a streamed listing it is
+# the first page's; later pages come from later snapshots, which hold at least as much.
+AS_OF_HEADER = "Read-Model-As-Of"
+_CSV_HEADERS = {
+    AS_OF_HEADER: {
+        "description": "CSV only: every record acknowledged before it is in the answer",
+        "schema": {"type": "string", "format": "date-time"},
+    }
+}
+
+
+def _csv_headers(
+    answer: query_pb2.ListRecordsResponse | query_pb2.GetBalanceHistoryResponse,
+) -> dict[str, str]:
+    as_of = calls.as_of_text(answer)
+    return {AS_OF_HEADER: as_of} if as_of else {}
+
+
 # OpenAPI links from a deposit to reads of its wallet: clients (and schemathesis's stateful
 # phase) follow them.
 _RECORDED_WALLET_LINKS = {
@@ -132,7 +151,10 @@ async def record(
         "is refused. With `Accept: text/csv` every page from `cursor` on streams as one CSV."
     ),
     responses={
-        200: {"content": _CSV_CONTENT, "headers": {"Link": {"schema": {"type": "string"}}}},
+        200: {
+            "content": _CSV_CONTENT,
+            "headers": {"Link": {"schema": {"type": "string"}}, **_CSV_HEADERS},
+        },
         **problem_responses(400, *API_PROBLEMS, 500, 503, 504),
     },
 )
@@ -158,7 +180,9 @@ async def list_records(
 
     first = await page(cursor)  # before the answer starts: its problems are still answers
     if as_csv:
-        return StreamingResponse(records_csv(first, page), media_type=CSV_MEDIA_TYPE)
+        return StreamingResponse(
+            records_csv(first, page), media_type=CSV_MEDIA_TYPE, headers=_csv_headers(first)
+        )
     headers = {}
     if first.next_page_token:
         following = request.url.include_query_params(cursor=first.next_page_token)
@@ -195,7 +219,7 @@ async def get_record(
     response_model=HistoryOut,
     summary="Balance at every hour start between start and end, in a time zone (or CSV)",
     responses={
-        200: {"content": _CSV_CONTENT},
+        200: {"content": _CSV_CONTENT, "headers": _CSV_HEADERS},
         **problem_responses(400, *API_PROBLEMS, 500, 503, 504),
     },
 )
@@ -221,7 +245,9 @@ async def history(
         tz,
     )
     if wants_csv(request.headers.get("accept", "")):
-        return Response(history_csv(answer), media_type=CSV_MEDIA_TYPE)
+        return Response(
+            history_csv(answer), media_type=CSV_MEDIA_TYPE, headers=_csv_headers(answer)
+        )
     # Rendered by hand: a year is 8,760 points, and dicts through json.dumps took twice as
     # long on the event loop. Times and decimal strings need no escaping.
     points = ",".join(

@@ -63,8 +63,9 @@ def statement(dev_stack: DevStack) -> dict[str, Any]:
         for key in AWKWARD_KEYS:
             deposit(client, wallet, "2024-06-01T23:59:59.999999+00:00", "0.000000000000000001", key)
             written.append(key)
-        wait_for_projection(client, now())
-    return {"wallet": wallet, "keys": written}
+        written_by = now()
+        wait_for_projection(client, written_by)
+    return {"wallet": wallet, "keys": written, "written_before": written_by}
 
 
 def list_page(
@@ -160,6 +161,8 @@ def test_the_records_stream_as_csv_that_reads_back_exactly(
 
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/csv")
+    # The projection holds every deposit above, so its as_of is after the last of them.
+    assert statement["written_before"] < parse_utc(response.headers["Read-Model-As-Of"]) < now()
     assert response.text.count("\r\n") == len(as_json) + 1  # CRLF line ends, header included
     rows = list(csv.reader(io.StringIO(response.text, newline="")))
     assert rows[0] == CSV_HEADER
@@ -178,6 +181,7 @@ def test_the_history_as_csv_holds_the_json_points(
     response = gateway.get(path, params=params, headers={"Accept": "text/csv;q=1, */*;q=0.5"})
 
     assert response.headers["content-type"].startswith("text/csv")
+    assert statement["written_before"] < parse_utc(response.headers["Read-Model-As-Of"]) < now()
     rows = list(csv.reader(io.StringIO(response.text, newline="")))
     assert rows == [["datetime", "balance", "change"]] + [
         [point["datetime"], point["balance"], point["change"]] for point in points
