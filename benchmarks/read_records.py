@@ -34,6 +34,9 @@ SQL_LIMIT = 1.5
 FIRST = "gRPC ListRecords, page 1"
 DEEP = f"gRPC ListRecords, page {DEEP_PAGE:,}"
 SQL = f"SQL, the rows of page {DEEP_PAGE:,}"
+# What any call costs the query service and the client, whatever it reads: the floor
+# under a page's time (auth, the snapshot's round trips, gRPC).
+ONE_RECORD = "gRPC GetRecord, one record"
 
 # The rows of a page as one statement: the read store's index and keyset condition.
 _PAGE_SQL = """
@@ -100,6 +103,11 @@ def measure(
         FIRST: page(""),
         DEEP: page(encode_page_token(listing, after)),
         SQL: lambda: connection.execute(_PAGE_SQL, parameters).fetchall(),
+        ONE_RECORD: lambda: stub.GetRecord(
+            query_pb2.GetRecordRequest(wallet_id=WALLET, request_id=after.request_id),
+            timeout=60,
+            metadata=auth.metadata,
+        ),
     }
     latencies = timed_in_turns(fetches, calls, warmup)
     deep = page(encode_page_token(listing, after))()
@@ -134,8 +142,9 @@ def report(measurement: RecordsMeasurement, calls: int, warmup: int) -> str:
             f"ids), page_size {MAX_PAGE_SIZE:,}: page 1 and page {DEEP_PAGE:,} (its token "
             f"encoded for the position of record {(DEEP_PAGE - 1) * MAX_PAGE_SIZE:,}) over "
             f"gRPC, and the same {MAX_PAGE_SIZE:,} rows as page {DEEP_PAGE:,} from one SQL "
-            f"statement via psycopg (the store's keyset condition), {calls} calls each after "
-            f"{warmup} warm-up calls, taking turns.",
+            f"statement via psycopg (the store's keyset condition), and GetRecord of one record "
+            f"(what any call costs), {calls} calls each after {warmup} warm-up calls, taking "
+            "turns.",
             seeded.table(),
             markdown_table(["path", "calls", "p50 ms", "p99 ms"], rows),
             markdown_table(
