@@ -134,8 +134,7 @@ class Projector:
             for shard in self._reader.shards(stream_arn)
         ]
         with self._store.staging() as staged:
-            self._reader.scan_aggregates(segments, staged.add)
-            self._reader.scan_records(segments, staged.add_records)
+            self._reader.scan_table(segments, staged.add, staged.add_records)
             changed = staged.replace_read_model(
                 stream_arn=stream_arn,
                 positions=positions,

@@ -87,7 +87,7 @@ def reconcile(
     segments: int = 4,
 ) -> Report:
     report = Report()
-    table = _aggregates(dynamodb, table_name, segments)
+    table, table_records = _scan(dynamodb, table_name, segments, with_records=check_records)
     report.aggregates = len(table)
     _compare(report, "read model", _read_model(engine), "table", table)
     with engine.connect() as connection:
@@ -99,7 +99,6 @@ def reconcile(
         for wallet_id, day in connection.execute(_INCONSISTENT_DAYS):
             report.differences.append(f"day_totals {wallet_id} {day} differs from its buckets")
     if check_records:
-        table_records = _records(dynamodb, table_name, segments)
         report.records = len(table_records)
         _compare(report, "aggregates", table, "records", _record_totals(table_records))
         _compare_records(report, _read_model_records(engine), table_records)
@@ -112,34 +111,35 @@ def reconcile(
     return report
 
 
-def _aggregates(dynamodb: "DynamoDBClient", table_name: str, segments: int) -> Totals:
-    totals: Totals = {}
+TableRecords = dict[RecordKey, tuple[StoredRecord, int]]
 
-    def add(items: list[Item]) -> None:
+
+def _scan(
+    dynamodb: "DynamoDBClient", table_name: str, segments: int, *, with_records: bool
+) -> tuple[Totals, TableRecords]:
+    """The table's aggregates by key and, `with_records`, every record item by (wallet,
+    request id) with its aggregate shard, from one scan."""
+    totals: Totals = {}
+    found: TableRecords = {}
+
+    def add_aggregates(items: list[Item]) -> None:
         for image in map(t.aggregate_from_item, items):
             if image is not None:
                 totals[image.key] = (image.amount, image.record_count)
 
-    parallel_scan(dynamodb, table_name, t.AGGREGATE_KIND, segments, add)
-    return totals
-
-
-def _records(
-    dynamodb: "DynamoDBClient", table_name: str, segments: int
-) -> dict[RecordKey, tuple[StoredRecord, int]]:
-    """Every record item of the table, by (wallet, request id), with its aggregate shard."""
-    found: dict[RecordKey, tuple[StoredRecord, int]] = {}
-
-    def add(items: list[Item]) -> None:
+    def add_records(items: list[Item]) -> None:
         for record_item in map(t.record_from_item, items):
             deposit = record_item.record.deposit
             found[(deposit.wallet_id, deposit.request_id)] = (record_item.record, record_item.shard)
 
-    parallel_scan(dynamodb, table_name, t.RECORD_KIND, segments, add)
-    return found
+    consumers = {t.AGGREGATE_KIND: add_aggregates}
+    if with_records:
+        consumers[t.RECORD_KIND] = add_records
+    parallel_scan(dynamodb, table_name, segments, consumers)
+    return totals, found
 
 
-def _record_totals(records: dict[RecordKey, tuple[StoredRecord, int]]) -> Totals:
+def _record_totals(records: TableRecords) -> Totals:
     sums: dict[ItemKey, Decimal] = defaultdict(Decimal)
     counts: dict[ItemKey, int] = defaultdict(int)
     with exact_arithmetic():
@@ -165,7 +165,7 @@ def _read_model_records(engine: Engine) -> dict[RecordKey, RecordRow]:
 def _compare_records(
     report: Report,
     read_model: dict[RecordKey, RecordRow],
-    table: dict[RecordKey, tuple[StoredRecord, int]],
+    table: TableRecords,
 ) -> None:
     for key in sorted(read_model.keys() | table.keys()):
         in_table = table.get(key)

@@ -233,24 +233,27 @@ class StreamReader:
             iterator = page.get("NextShardIterator")
         return None
 
-    def scan_aggregates(
-        self, segments: int, consume: Callable[[list[AggregateImage]], None]
+    def scan_table(
+        self,
+        segments: int,
+        aggregates: Callable[[list[AggregateImage]], None],
+        records: Callable[[list[StoredRecord]], None],
     ) -> None:
-        """Hands every aggregate item of the table to `consume`, a page at a time, from a
-        parallel scan. Calls to `consume` never overlap."""
+        """Hands every aggregate item of the table to `aggregates` and every record item to
+        `records`, a page at a time, from one parallel scan. Calls never overlap."""
 
         def images(items: list[Item]) -> None:
-            consume([image for image in map(t.aggregate_from_item, items) if image is not None])
-
-        parallel_scan(self._dynamodb, self._table_name, t.AGGREGATE_KIND, segments, images)
-
-    def scan_records(self, segments: int, consume: Callable[[list[StoredRecord]], None]) -> None:
-        """Hands every record item of the table to `consume`, as scan_aggregates does."""
+            aggregates([image for image in map(t.aggregate_from_item, items) if image is not None])
 
         def stored(items: list[Item]) -> None:
-            consume([t.record_from_item(item).record for item in items])
+            records([t.record_from_item(item).record for item in items])
 
-        parallel_scan(self._dynamodb, self._table_name, t.RECORD_KIND, segments, stored)
+        parallel_scan(
+            self._dynamodb,
+            self._table_name,
+            segments,
+            {t.AGGREGATE_KIND: images, t.RECORD_KIND: stored},
+        )
 
 
 def _stream_shard(shard: "ShardTypeDef") -> StreamShard:

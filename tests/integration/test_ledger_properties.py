@@ -160,16 +160,19 @@ class CrashingScan(StreamReader):
         super().__init__(stack.dynamodb, stack.streams, stack.table_name)
         self._pages = pages
 
-    def scan_aggregates(
-        self, segments: int, consume: Callable[[list[AggregateImage]], None]
+    def scan_table(
+        self,
+        segments: int,
+        aggregates: Callable[[list[AggregateImage]], None],
+        records: Callable[[list[StoredRecord]], None],
     ) -> None:
         def consume_then_crash(page: list[AggregateImage]) -> None:
             if self._pages <= 0:
                 raise Crash("rebuild scan")
             self._pages -= 1
-            consume(page)
+            aggregates(page)
 
-        super().scan_aggregates(segments, consume_then_crash)
+        super().scan_table(segments, consume_then_crash, records)
 
 
 @pytest.fixture

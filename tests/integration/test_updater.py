@@ -412,10 +412,13 @@ class WritingWhileReading(StreamReader):
         self._record()
         return batch
 
-    def scan_aggregates(
-        self, segments: int, consume: Callable[[list[AggregateImage]], None]
+    def scan_table(
+        self,
+        segments: int,
+        aggregates: Callable[[list[AggregateImage]], None],
+        records: Callable[[list[StoredRecord]], None],
     ) -> None:
-        super().scan_aggregates(segments, consume)
+        super().scan_table(segments, aggregates, records)
         self._record()
 
 

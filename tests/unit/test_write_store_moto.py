@@ -4,14 +4,11 @@ moto is fast but not DynamoDB: the integration tests repeat the important cases 
 DynamoDB Local, and concurrency is only tested there.
 """
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from mypy_boto3_dynamodb.client import DynamoDBClient
 
 from services.ledger.adapters import ledger_table as t
@@ -26,8 +23,9 @@ from services.ledger.domain.records import (
     StoredRecord,
     new_deposit,
 )
+from tests.unit.conftest import MOTO_TABLE
 
-TABLE = "ledger-unit"
+TABLE = MOTO_TABLE
 SHARDS = 8
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 OCCURRED = datetime(2024, 6, 1, 11, 7, 30, 5, tzinfo=UTC)
@@ -45,17 +43,8 @@ class SteppingClock:
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBClient]:
-    # Integration tests may have pointed boto3 at DynamoDB Local; moto must not pass through.
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(**t.table_definition(TABLE))
-        yield dynamodb
+def client(moto_dynamodb: DynamoDBClient) -> DynamoDBClient:
+    return moto_dynamodb
 
 
 @pytest.fixture
