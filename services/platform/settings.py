@@ -61,11 +61,19 @@ def parse_rate_limit(spec: str) -> tuple[RateLimitItem, ...]:
     if spec == RATE_LIMIT_DISABLED:
         return ()
     try:
-        return tuple(parse_many(spec))
+        limits = tuple(parse_many(spec))
     except ValueError as error:
         raise ValueError(
             f"not limits like '100/second;2000/minute', nor {RATE_LIMIT_DISABLED!r}: {error}"
         ) from error
+    # limits reads "0/second" as a limit that refuses every request: a gateway that answers
+    # only 429 is a typo, not a setting (to turn limiting off, say so).
+    if any(limit.amount < 1 for limit in limits):
+        raise ValueError(
+            f"every limit must allow at least one request ({spec!r}); "
+            f"to turn limiting off, use {RATE_LIMIT_DISABLED!r}"
+        )
+    return limits
 
 
 def _rate_limits(value: object) -> tuple[RateLimitItem, ...]:

@@ -158,15 +158,29 @@ def test_the_rate_limit_is_parsed_once_into_limits(monkeypatch: pytest.MonkeyPat
     assert GatewaySettings().rate_limit == ()
 
 
-@pytest.mark.parametrize("spec", ["", "100", "100/fortnight", "100/second;", "many/second"])
+_NOT_LIMITS = "not limits like '100/second;2000/minute', nor 'disabled'"
+# A limit of 0 parses, but would refuse every request.
+_REFUSES_ALL = "every limit must allow at least one request"
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        *((spec, _NOT_LIMITS) for spec in ["", "100", "100/fortnight", "100/second;", "x/second"]),
+        ("0/second", _REFUSES_ALL),
+        ("100/second;0/minute", _REFUSES_ALL),
+    ],
+)
 @pytest.mark.usefixtures("no_wallet_environment")
-def test_a_malformed_rate_limit_is_refused(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+def test_a_malformed_rate_limit_is_refused(
+    monkeypatch: pytest.MonkeyPatch, spec: str, says: str
+) -> None:
     monkeypatch.setenv("WALLET_RATE_LIMIT", spec)
     with pytest.raises(ValidationError) as refused:
         GatewaySettings()
     [error] = refused.value.errors()
     assert error["loc"] == ("rate_limit",)
-    assert "not limits like '100/second;2000/minute', nor 'disabled'" in error["msg"]
+    assert says in error["msg"]
 
 
 @pytest.mark.parametrize(
