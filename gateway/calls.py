@@ -3,8 +3,10 @@ failed status into a Problem. Shared by the v1 routes and the seed's compat rout
 
 import functools
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from gateway.auth import Caller
 from gateway.backends import Backends
@@ -22,6 +24,10 @@ from wallet.v1 import command_pb2, query_pb2, records_pb2
 _RECORD_FIELDS = {"occurred_at": "datetime", "request_id": IDEMPOTENCY_KEY}
 _HISTORY_FIELDS = {"time_zone": "tz"}
 _LISTING_FIELDS = {"page_size": "limit", "page_token": "cursor"}
+_LOOKUP_FIELDS = {"request_id": IDEMPOTENCY_KEY}
+
+RequestT = TypeVar("RequestT", bound=Message)
+ResponseT = TypeVar("ResponseT", bound=Message)
 
 
 def parse_request_datetime(text: str, field: str, *, round_up: bool = False) -> datetime:
@@ -73,27 +79,16 @@ async def balance_history(
         end=datetime_to_timestamp(end),
         time_zone=time_zone,
     )
-    try:
-        response: query_pb2.GetBalanceHistoryResponse = await backends.query.GetBalanceHistory(
-            request, timeout=backends.deadline, metadata=_metadata(caller)
-        )
-    except grpc.RpcError as error:
-        raise Problem.from_rpc_error(error, _HISTORY_FIELDS) from error
-    return response
+    return await _query(
+        backends.query.GetBalanceHistory, request, caller, backends, _HISTORY_FIELDS
+    )
 
 
 async def balance(
     backends: Backends, caller: Caller, wallet_id: str
 ) -> query_pb2.GetBalanceResponse:
-    try:
-        response: query_pb2.GetBalanceResponse = await backends.query.GetBalance(
-            query_pb2.GetBalanceRequest(wallet_id=wallet_id),
-            timeout=backends.deadline,
-            metadata=_metadata(caller),
-        )
-    except grpc.RpcError as error:
-        raise Problem.from_rpc_error(error, {}) from error
-    return response
+    request = query_pb2.GetBalanceRequest(wallet_id=wallet_id)
+    return await _query(backends.query.GetBalance, request, caller, backends, {})
 
 
 async def records_page(
@@ -112,32 +107,36 @@ async def records_page(
         page_size=page_size,
         page_token=page_token,
     )
-    try:
-        response: query_pb2.ListRecordsResponse = await backends.query.ListRecords(
-            request, timeout=backends.deadline, metadata=_metadata(caller)
-        )
-    except grpc.RpcError as error:
-        raise Problem.from_rpc_error(error, _LISTING_FIELDS) from error
-    return response
+    return await _query(backends.query.ListRecords, request, caller, backends, _LISTING_FIELDS)
 
 
 async def record_by_key(
     backends: Backends, caller: Caller, wallet_id: str, request_id: str
 ) -> query_pb2.GetRecordResponse:
     """The record, or a 404 problem that says how fresh the read model was (`as_of`)."""
+    request = query_pb2.GetRecordRequest(wallet_id=wallet_id, request_id=request_id)
+    return await _query(backends.query.GetRecord, request, caller, backends, _LOOKUP_FIELDS)
+
+
+async def _query(
+    method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
+    request: RequestT,
+    caller: Caller,
+    backends: Backends,
+    fields: dict[str, str],
+) -> ResponseT:
+    """The query service's answer, or its failure as a Problem naming the API's `fields`."""
     try:
-        response: query_pb2.GetRecordResponse = await backends.query.GetRecord(
-            query_pb2.GetRecordRequest(wallet_id=wallet_id, request_id=request_id),
-            timeout=backends.deadline,
-            metadata=_metadata(caller),
-        )
+        return await method(request, timeout=backends.deadline, metadata=_metadata(caller))
     except grpc.RpcError as error:
-        problem = Problem.from_rpc_error(error, {"request_id": IDEMPOTENCY_KEY})
-        freshness = status_detail(error, query_pb2.ReadModelAsOf)
-        if problem.status == 404 and freshness is not None:
+        problem = Problem.from_rpc_error(error, fields)
+        # Only GetRecord answers NOT_FOUND, with how fresh the read model's "not found" is.
+        if (
+            problem.status == 404
+            and (freshness := status_detail(error, query_pb2.ReadModelAsOf)) is not None
+        ):
             problem.extensions["as_of"] = as_of_text(freshness)
         raise problem from error
-    return response
 
 
 def _metadata(caller: Caller) -> tuple[tuple[str, str], ...]:
