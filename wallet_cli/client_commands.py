@@ -6,12 +6,14 @@ for the wallet from the dev stack's secret, so they just work against `wallet de
 """
 
 import argparse
+import functools
 import json
 import os
 import re
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, timedelta, timezone
 
 import grpc
@@ -31,10 +33,10 @@ _CLIENT_TOKEN_TTL = timedelta(minutes=5)
 _TTL = re.compile(r"(\d+)([smhd])")
 _TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
+Metadata = tuple[tuple[str, str], ...]
 
-def _metadata(
-    settings: ClientSettings, wallet_id: str, token: str | None
-) -> tuple[tuple[str, str], ...]:
+
+def _metadata(settings: ClientSettings, wallet_id: str, token: str | None) -> Metadata:
     if settings.auth == "disabled":
         return ()
     token = token or dev_token(settings, [wallet_id], _CLIENT_TOKEN_TTL, subject="wallet-cli")
@@ -48,26 +50,49 @@ def _fail(error: grpc.RpcError) -> int:
     return 1
 
 
+def _client_command(
+    run: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """The command `run`, exiting 2 when a time argument does not parse and 1 (printing the
+    status and its field violations) when a call fails."""
+
+    @functools.wraps(run)
+    def command(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except InvalidInput as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except grpc.RpcError as error:
+            return _fail(error)
+
+    return command
+
+
+@contextmanager
+def _channel(
+    args: argparse.Namespace, address_of: Callable[[ClientSettings], str]
+) -> Iterator[tuple[grpc.Channel, Metadata]]:
+    """A channel to the service whose address `address_of` picks from the client settings,
+    and the metadata that authenticates calls on `args.wallet`."""
+    settings = ClientSettings()
+    with grpc.insecure_channel(address_of(settings)) as channel:
+        yield channel, _metadata(settings, args.wallet, args.token)
+
+
+@_client_command
 def record(args: argparse.Namespace) -> int:
-    try:
-        occurred_at = parse_rfc3339(args.datetime, "--datetime")
-    except InvalidInput as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    occurred_at = parse_rfc3339(args.datetime, "--datetime")
     request = command_pb2.RecordTransactionRequest(
         wallet_id=args.wallet,
         request_id=args.key or str(uuid.uuid4()),
         occurred_at=datetime_to_timestamp(occurred_at),
         amount=args.amount,
     )
-    settings = ClientSettings()
-    with grpc.insecure_channel(settings.command_address) as channel:
-        try:
-            response = command_pb2_grpc.WalletCommandStub(channel).RecordTransaction(
-                request, timeout=_DEADLINE, metadata=_metadata(settings, args.wallet, args.token)
-            )
-        except grpc.RpcError as error:
-            return _fail(error)
+    with _channel(args, lambda settings: settings.command_address) as (channel, metadata):
+        response = command_pb2_grpc.WalletCommandStub(channel).RecordTransaction(
+            request, timeout=_DEADLINE, metadata=metadata
+        )
     stored = response.record
     print(
         f"{'replayed' if response.replayed else 'recorded'} {stored.amount} in wallet "
@@ -76,27 +101,20 @@ def record(args: argparse.Namespace) -> int:
     return 0
 
 
+@_client_command
 def history(args: argparse.Namespace) -> int:
-    try:
-        start = parse_rfc3339(args.start, "--start", round_up=True)
-        end = parse_rfc3339(args.end, "--end")
-    except InvalidInput as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    start = parse_rfc3339(args.start, "--start", round_up=True)
+    end = parse_rfc3339(args.end, "--end")
     request = query_pb2.GetBalanceHistoryRequest(
         wallet_id=args.wallet,
         start=datetime_to_timestamp(start),
         end=datetime_to_timestamp(end),
         time_zone=args.tz,
     )
-    settings = ClientSettings()
-    with grpc.insecure_channel(settings.query_address) as channel:
-        try:
-            answer = query_pb2_grpc.WalletQueryStub(channel).GetBalanceHistory(
-                request, timeout=_DEADLINE, metadata=_metadata(settings, args.wallet, args.token)
-            )
-        except grpc.RpcError as error:
-            return _fail(error)
+    with _channel(args, lambda settings: settings.query_address) as (channel, metadata):
+        answer = query_pb2_grpc.WalletQueryStub(channel).GetBalanceHistory(
+            request, timeout=_DEADLINE, metadata=metadata
+        )
     rows = [
         (
             point.time.ToDatetime(tzinfo=UTC)
@@ -124,31 +142,23 @@ def history(args: argparse.Namespace) -> int:
     return 0
 
 
+@_client_command
 def records(args: argparse.Namespace) -> int:
     """Every page of the wallet's records in the range, printed as each arrives."""
-    try:
-        start = parse_rfc3339(args.start, "--start", round_up=True)
-        end = parse_rfc3339(args.end, "--end", round_up=True)
-    except InvalidInput as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    start = parse_rfc3339(args.start, "--start", round_up=True)
+    end = parse_rfc3339(args.end, "--end", round_up=True)
     request = query_pb2.ListRecordsRequest(
         wallet_id=args.wallet,
         start=datetime_to_timestamp(start),
         end=datetime_to_timestamp(end),
         page_size=args.page_size,
     )
-    settings = ClientSettings()
     print_records = _RECORD_PRINTERS["json" if args.json else "csv" if args.csv else "table"]
-    with grpc.insecure_channel(settings.query_address) as channel:
+    with _channel(args, lambda settings: settings.query_address) as (channel, metadata):
         stub = query_pb2_grpc.WalletQueryStub(channel)
-        metadata = _metadata(settings, args.wallet, args.token)
         first = True
         while True:
-            try:
-                page = stub.ListRecords(request, timeout=_DEADLINE, metadata=metadata)
-            except grpc.RpcError as error:
-                return _fail(error)
+            page = stub.ListRecords(request, timeout=_DEADLINE, metadata=metadata)
             print_records(page.records, first)
             first = False
             if not page.next_page_token:
