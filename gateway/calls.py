@@ -15,6 +15,7 @@ from gateway.observability import current_trace_id
 from gateway.problems import Problem
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.instants import parse_rfc3339
+from services.platform.as_of import MessageWithAsOf
 from services.platform.grpc_errors import status_detail
 from services.platform.proto_time import datetime_to_timestamp
 from services.platform.trace_ids import TRACE_ID_METADATA
@@ -184,15 +185,7 @@ def _fixed_zone(offset_seconds: int) -> timezone:
     return timezone(timedelta(seconds=offset_seconds))
 
 
-def as_of_text(
-    answer: (
-        query_pb2.GetBalanceHistoryResponse
-        | query_pb2.GetBalanceResponse
-        | query_pb2.ListRecordsResponse
-        | query_pb2.GetRecordResponse
-        | query_pb2.ReadModelAsOf
-    ),
-) -> str | None:
+def as_of_text(answer: MessageWithAsOf) -> str | None:
     """When the read model was last brought up to date; None before the first pass."""
     if not answer.HasField("as_of"):
         return None

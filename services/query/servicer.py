@@ -23,6 +23,7 @@ from services.ledger.domain.record_pages import (
     encode_page_token,
     page_size,
 )
+from services.platform.as_of import MessageWithAsOf
 from services.platform.grpc_errors import abort_invalid, abort_with_details
 from services.platform.proto_time import (
     datetime_from_microseconds,
@@ -61,16 +62,7 @@ def _record_message(wallet_id: str, row: RecordRow, record: records_pb2.Record) 
     set_timestamp(record.recorded_at, row.recorded_at_us)
 
 
-def _set_as_of(
-    message: (
-        query_pb2.GetBalanceHistoryResponse
-        | query_pb2.GetBalanceResponse
-        | query_pb2.ListRecordsResponse
-        | query_pb2.GetRecordResponse
-        | query_pb2.ReadModelAsOf
-    ),
-    as_of: datetime | None,
-) -> None:
+def _set_as_of(message: MessageWithAsOf, as_of: datetime | None) -> None:
     if as_of is not None:
         message.as_of.CopyFrom(datetime_to_timestamp(as_of))
 
