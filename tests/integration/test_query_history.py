@@ -8,7 +8,7 @@ import uuid
 import zoneinfo
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,32 +24,19 @@ from mypy_boto3_dynamodb.client import DynamoDBClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from harness.scratch_database import new_database
 from services.ledger.adapters.database import create_database_engine
-from services.ledger.adapters.ledger_table import ensure_table
-from services.ledger.adapters.write_store import DynamoWriteStore, dynamodb_client
-from services.ledger.domain.records import Recorded, new_deposit
 from services.platform.grpc_errors import field_violations
-from services.platform.settings import (
-    STREAM_DELIVERY_ALLOWANCE_SECONDS,
-    CommandSettings,
-    QuerySettings,
-)
+from services.platform.settings import STREAM_DELIVERY_ALLOWANCE_SECONDS, QuerySettings
 from services.query import server as query_server
-from services.updater.projection_store import ProjectionStore
-from services.updater.projector import Projector
-from services.updater.stream_reader import StreamReader, streams_client
-from tests.auth_support import TEST_SECRET, authenticated_channel
+from tests.auth_support import authenticated_channel
 from tests.history_oracle import (
     ExpectedPoint,
-    RawRecord,
     expected_balance,
     expected_history,
 )
-from tests.integration.conftest import timestamp
+from tests.integration.conftest import Ledger, make_ledger, timestamp
 from tests.integration.tcp_proxy import Target, TcpProxy
 from wallet.v1 import query_pb2, query_pb2_grpc
-from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 HOUR = timedelta(hours=1)
 QUARTER = timedelta(minutes=15)
@@ -77,101 +64,6 @@ def ceil_to_quarter(instant: datetime) -> datetime:
 
 def new_wallet() -> str:
     return f"w-{uuid.uuid4().hex[:12]}"
-
-
-@dataclass
-class Ledger:
-    """Deposits through the DynamoDB write store and updater passes into PostgreSQL, wired as
-    `wallet update` wires them; remembers every deposit for the model."""
-
-    store: DynamoWriteStore
-    projector: Projector
-    projection: ProjectionStore
-    shard_count: int
-    records: list[RawRecord] = field(default_factory=list)
-
-    def deposit(
-        self, wallet_id: str, occurred_at: datetime, amount: str, request_id: str | None = None
-    ) -> RawRecord:
-        deposit = new_deposit(
-            wallet_id=wallet_id,
-            request_id=request_id or uuid.uuid4().hex,
-            occurred_at=occurred_at,
-            amount=amount,
-            now=now(),
-        )
-        assert isinstance(self.store.record(deposit), Recorded)
-        # The model keeps the amount as written, not as the product parsed it.
-        record = RawRecord(wallet_id, occurred_at.astimezone(UTC), Decimal(amount))
-        self.records.append(record)
-        return record
-
-    def run_pass(self) -> None:
-        with self.projection.exclusive() as locked:
-            assert locked
-            self.projector.run_pass()
-
-    def shard(self, wallet_id: str, request_id: str) -> int:
-        deposit = new_deposit(
-            wallet_id=wallet_id,
-            request_id=request_id,
-            occurred_at=utc(2020, 1, 1),
-            amount="1",
-            now=now(),
-        )
-        return deposit.shard(self.shard_count)
-
-
-def make_ledger(dynamodb: DynamoDBClient, table_name: str, engine: Engine) -> Ledger:
-    projection = ProjectionStore(engine)
-    reader = StreamReader(dynamodb, streams_client(), table_name)
-    shard_count = CommandSettings().aggregate_shards
-    return Ledger(
-        store=DynamoWriteStore(dynamodb, table_name, shard_count),
-        projector=Projector(reader, projection),
-        projection=projection,
-        shard_count=shard_count,
-    )
-
-
-# Most tests share one table, one database and one query service (each test uses its own
-# wallets): a fresh stack per test costs seconds on a loaded machine.
-
-
-@pytest.fixture(scope="module")
-def module_table(dynamodb_local: DynamoDBLocal) -> str:
-    name = f"ledger-query-{uuid.uuid4().hex[:12]}"
-    ensure_table(dynamodb_client(), name)
-    return name
-
-
-@pytest.fixture(scope="module")
-def module_database(postgres_admin_url: str, migrated_template: str) -> Iterator[str]:
-    with new_database(postgres_admin_url, "wallet_query", template=migrated_template) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def module_settings() -> QuerySettings:
-    return QuerySettings(listen_host="127.0.0.1", auth_hs256_secret=TEST_SECRET)
-
-
-@pytest.fixture(scope="module")
-def ledger(module_table: str, module_database: str) -> Iterator[Ledger]:
-    engine = create_database_engine(module_database, pool_size=2)
-    yield make_ledger(dynamodb_client(), module_table, engine)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def stub(
-    module_settings: QuerySettings, module_database: str
-) -> Iterator[query_pb2_grpc.WalletQueryStub]:
-    service = query_server.build(module_settings, module_database, port=0)
-    service.start()
-    with authenticated_channel(f"127.0.0.1:{service.port}") as channel:
-        yield query_pb2_grpc.WalletQueryStub(channel)
-    service.stop(grace=1)
 
 
 @pytest.fixture

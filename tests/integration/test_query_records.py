@@ -5,7 +5,6 @@ reused with other filters) and lookups, under a database whose time zone is not 
 
 import base64
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,18 +13,10 @@ import psycopg
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_status import rpc_status
-from sqlalchemy.engine import make_url
 
-from services.ledger.adapters.database import create_database_engine
-from services.ledger.adapters.ledger_table import ensure_table
-from services.ledger.adapters.write_store import dynamodb_client
 from services.platform.grpc_errors import field_violations
-from services.platform.settings import QuerySettings
-from services.query import server as query_server
-from tests.auth_support import TEST_SECRET, authenticated_channel
-from tests.integration.test_query_history import Ledger, make_ledger
+from tests.integration.conftest import Ledger
 from wallet.v1 import query_pb2, query_pb2_grpc
-from wallet_cli.local.dynamodb_local import DynamoDBLocal
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 END = START + timedelta(days=1)
@@ -36,38 +27,8 @@ DATABASE_TIME_ZONE = "Pacific/Chatham"
 
 
 @pytest.fixture(scope="module")
-def table(dynamodb_local: DynamoDBLocal) -> str:
-    name = f"ledger-records-{uuid.uuid4().hex[:12]}"
-    ensure_table(dynamodb_client(), name)
-    return name
-
-
-@pytest.fixture(scope="module")
-def database(postgres_admin_url: str, migrated_template: str) -> Iterator[str]:
-    name = f"wallet_records_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-        connection.execute(f"ALTER DATABASE \"{name}\" SET timezone TO '{DATABASE_TIME_ZONE}'")
-    yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def ledger(table: str, database: str) -> Iterator[Ledger]:
-    engine = create_database_engine(database, pool_size=2)
-    yield make_ledger(dynamodb_client(), table, engine)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def stub(table: str, database: str) -> Iterator[query_pb2_grpc.WalletQueryStub]:
-    settings = QuerySettings(listen_host="127.0.0.1", auth_hs256_secret=TEST_SECRET)
-    service = query_server.build(settings, database, port=0)
-    service.start()
-    with authenticated_channel(f"127.0.0.1:{service.port}") as channel:
-        yield query_pb2_grpc.WalletQueryStub(channel)
-    service.stop(grace=1)
+def database_time_zone() -> str:
+    return DATABASE_TIME_ZONE
 
 
 def new_wallet() -> str:
@@ -251,10 +212,10 @@ def test_a_bad_listing_request_is_refused_naming_its_field(
 
 
 def test_a_page_larger_than_the_maximum_is_served_as_the_maximum(
-    database: str, stub: query_pb2_grpc.WalletQueryStub
+    module_database: str, stub: query_pb2_grpc.WalletQueryStub
 ) -> None:
     wallet = new_wallet()
-    with psycopg.connect(database, autocommit=True) as connection:
+    with psycopg.connect(module_database, autocommit=True) as connection:
         connection.execute(
             "INSERT INTO records SELECT %s, 'bulk-' || n, %s + n * interval '1 second', 1, now()"
             " FROM generate_series(1, 1001) AS n",
