@@ -31,6 +31,7 @@ from gateway.schemas import (
 )
 from gateway.statements import CSV_MEDIA_TYPE, history_csv, records_csv, wants_csv
 from services.ledger.domain.record_pages import MAX_PAGE_SIZE
+from services.platform.as_of import MessageWithAsOf
 from wallet.v1 import query_pb2, records_pb2
 
 _INSTANT = "RFC 3339 with an offset"
@@ -48,9 +49,7 @@ _CSV_HEADERS = {
 }
 
 
-def _csv_headers(
-    answer: query_pb2.ListRecordsResponse | query_pb2.GetBalanceHistoryResponse,
-) -> dict[str, str]:
+def _csv_headers(answer: MessageWithAsOf) -> dict[str, str]:
     as_of = calls.as_of_text(answer)
     return {AS_OF_HEADER: as_of} if as_of else {}
 
