@@ -147,6 +147,28 @@ def test_the_range_includes_start_and_excludes_end(
     assert listed == [request_ids[1], request_ids[2]]
 
 
+def test_records_at_the_earliest_instants_list_and_are_found_to_the_microsecond(
+    ledger: Ledger, stub: query_pb2_grpc.WalletQueryStub
+) -> None:
+    """Year 1 is 62 billion seconds before the epoch: the instants travel as negative epoch
+    microseconds, and a page token holds the first of them."""
+    wallet = new_wallet()
+    earliest = datetime(1, 1, 1, tzinfo=UTC)
+    instants = [earliest, earliest + timedelta(microseconds=1), earliest + timedelta(hours=1)]
+    request_ids = deposit_many(ledger, wallet, instants)
+
+    pages = all_pages(stub, list_request(wallet, earliest, earliest + timedelta(days=1), 1))
+
+    assert keys(pages) == list(zip(instants, request_ids, strict=True))
+    found = stub.GetRecord(
+        query_pb2.GetRecordRequest(wallet_id=wallet, request_id=request_ids[1]),
+        timeout=CALL_TIMEOUT,
+    )
+    assert found.record.occurred_at == timestamp(instants[1])
+    assert found.record.occurred_at.seconds == -62135596800
+    assert found.record.occurred_at.nanos == 1000
+
+
 def test_records_arriving_between_pages_never_repeat_or_hide_others(
     ledger: Ledger, stub: query_pb2_grpc.WalletQueryStub
 ) -> None:
