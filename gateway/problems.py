@@ -1,7 +1,6 @@
 """Errors as application/problem+json (RFC 9457), and how gRPC statuses map to HTTP."""
 
 import logging
-import re
 from typing import Any
 
 import grpc
@@ -9,6 +8,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from services.ledger.domain.errors import InvalidInput
 from services.platform.grpc_errors import field_violations
@@ -122,20 +122,27 @@ async def validation_handler(request: Request, error: Exception) -> JSONResponse
 async def http_error_handler(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     headers = dict(error.headers or {})
-    if error.status_code == 405 and (allowed := _documented_methods(request)):
-        # Starlette names the methods of the first route on the path; a path served by two
-        # routes (GET and POST /records) allows both, as the OpenAPI document says.
+    if error.status_code == 405 and (allowed := _routed_methods(request)):
+        # Starlette names the methods of the first route on the path; FastAPI serves one
+        # path by a route per operation (GET and POST /records), and all of them are allowed.
         headers["Allow"] = ", ".join(allowed)
     return Problem(error.status_code, str(error.detail), headers=headers).response()
 
 
-def _documented_methods(request: Request) -> list[str]:
-    """The methods the OpenAPI document gives the request's path, upper case and sorted."""
-    for template, operations in request.app.openapi()["paths"].items():
-        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
-        if re.fullmatch(pattern, request.url.path):
-            return sorted(method.upper() for method in operations)
-    return []
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _routed_methods(request: Request) -> list[str]:
+    """The methods the app's routing serves on the request's path: each asked of every
+    route as the request with that method (routes may be routers; matching is their API)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
 
 
 async def unexpected_error_handler(request: Request, error: Exception) -> JSONResponse:
