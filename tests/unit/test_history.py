@@ -318,6 +318,37 @@ def test_zone_with_a_local_mean_time_offset_is_answered_or_refused_promptly() ->
     assert grid.points == [utc(1971, 6, 1, hour, 44, 30) for hour in range(5)]
 
 
+@pytest.mark.parametrize(
+    ("zone", "start", "end", "previous"),
+    [
+        # -10:40 until 10:40Z that day, then -10:00.
+        ("Pacific/Kiritimati", utc(1979, 10, 1, 12), utc(1979, 10, 1, 14), utc(1979, 10, 1, 11)),
+        # -00:44:30 until 00:44:30Z that day, then UTC.
+        ("Africa/Monrovia", utc(1972, 1, 7, 2), utc(1972, 1, 7, 4), utc(1972, 1, 7, 1)),
+        # -00:21:16 until the first instant of 1901, then UTC.
+        ("Africa/Ceuta", utc(1901, 1, 1, 1), utc(1901, 1, 1, 4), utc(1901, 1, 1)),
+    ],
+)
+def test_a_range_just_after_local_mean_time_is_answered(
+    zone: str, start: datetime, end: datetime, previous: datetime
+) -> None:
+    """The hour start before the first point lies after the zone left local mean time: the
+    offset before it, which no bucket can answer, is none of this range's business."""
+    grid = hour_grid(start, end, ZoneInfo(zone))
+    assert grid.previous == previous
+    assert grid.points == [start + HOUR * index for index in range(int((end - start) / HOUR) + 1)]
+
+
+def test_a_refusal_names_the_offset_with_its_sign_and_the_day() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        hour_grid(utc(1971, 6, 1), utc(1971, 6, 1, 5), ZoneInfo("Africa/Monrovia"))
+    assert violation(refused) == (
+        "time_zone",
+        "Africa/Monrovia had a UTC offset of -0:44:30 around 1971-06-01, "
+        "which hourly history cannot answer exactly",
+    )
+
+
 # --- against the brute-force model --------------------------------------------------------
 
 ALL_ZONES = sorted(zoneinfo.available_timezones())

@@ -9,7 +9,6 @@ The read store sums those over the grid's boundaries.
 
 import functools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -93,14 +92,15 @@ def _year_start(year: int) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _offset_changes(zone: ZoneInfo, year: int) -> tuple[tuple[int, int], ...]:
-    """The zone's UTC offset through the UTC year `year` as (from, offset) pairs in seconds,
-    the first from the year's start: the offset at every quarter hour at or after `from`
-    (and before the next pair's). A zone's offsets never change, so each zone and year is
-    looked up hour by hour once (8,760 lookups, about 3.5 ms) and not per request.
+def _stretches(zone: ZoneInfo, year: int) -> tuple[tuple[int, int, int], ...]:
+    """The zone's UTC offset through the UTC year `year`, as (from, until, offset) in
+    seconds: the offset at every quarter hour in [from, until), the stretches covering the
+    year. A zone's offsets never change, so each zone and year is looked up hour by hour
+    once (8,760 lookups, about 3.5 ms) and not per request.
 
-    Zones never change their offset twice within an hour (tzdata holds no such case), so an
-    hourly look finds every change; the quarter hours of a changed hour place it."""
+    Zones never change their offset twice within an hour (in tzdata since 1900 no two
+    changes are even two hours apart), so an hourly look finds every change; the quarter
+    hours of a changed hour place it."""
     start, end = _year_start(year), _year_start(year + 1)
     offset = _offset_at(start, zone)
     changes = [(start, offset)]
@@ -114,59 +114,61 @@ def _offset_changes(zone: ZoneInfo, year: int) -> tuple[tuple[int, int], ...]:
             if _offset_at(q, zone) != offset
         )
         offset = _offset_at(quarter, zone)
-        if quarter < end:  # a change at the next year's start is that year's first pair
+        if quarter < end:  # a change at the next year's start is that year's first stretch
             changes.append((quarter, offset))
-    return tuple(changes)
+    untils = [since for since, _ in changes[1:]] + [end]
+    return tuple(
+        (since, until, offset) for (since, offset), until in zip(changes, untils, strict=True)
+    )
 
 
-def _constant_offsets(zone: ZoneInfo, low: int, high: int) -> Iterator[tuple[int, int, int]]:
-    """(from, until, offset) for each stretch of one offset overlapping [low, high)."""
-    if low >= high:
-        return
-    first_year, last_year = _utc(low).year, _utc(high - 1).year
-    changes = [
-        change
-        for year in range(first_year, last_year + 1)
-        for change in _offset_changes(zone, year)
-    ]
-    untils = [since for since, _ in changes[1:]] + [_year_start(last_year + 1)]
-    for (since, offset), until in zip(changes, untils, strict=True):
-        if since < high and until > low:
-            yield since, until, offset
+def _check_offset(zone: ZoneInfo, offset: int, instant: int) -> None:
+    """Refuses offsets that are not a multiple of 15 minutes (local mean time before a zone
+    adopted standard time, e.g. Africa/Monrovia until 1972): hours there start between
+    buckets, so no exact answer exists."""
+    if offset % _QUARTER_SECONDS:
+        sign, size = "-" if offset < 0 else "+", timedelta(seconds=abs(offset))
+        raise InvalidInput.single(
+            "time_zone",
+            f"{zone.key} had a UTC offset of {sign}{size} around {_utc(instant):%Y-%m-%d}, "
+            "which hourly history cannot answer exactly",
+        )
 
 
 def _hour_starts(zone: ZoneInfo, low: int, high: int) -> tuple[list[int], list[int]]:
     """The hour starts in `zone` within [low, high] (quarter-hour epoch seconds), and the
-    zone's offset at each. Refuses offsets that are not a multiple of 15 minutes (local mean
-    time before a zone adopted standard time, e.g. Africa/Monrovia until 1972): hours there
-    start between buckets, so no exact answer exists."""
+    zone's offset at each."""
     starts: list[int] = []
     offsets: list[int] = []
-    for since, until, offset in _constant_offsets(zone, low, high + 1):
-        if offset % _QUARTER_SECONDS:
-            raise InvalidInput.single(
-                "time_zone",
-                f"{zone.key} had a UTC offset of {timedelta(seconds=offset)} around "
-                f"{_utc(max(since, low)):%Y-%m-%d}, which hourly history cannot answer exactly",
+    for year in range(_utc(low).year, _utc(high).year + 1):
+        for since, until, offset in _stretches(zone, year):
+            if since > high or until <= low:
+                continue
+            first = max(since, low)
+            _check_offset(zone, offset, first)
+            hours = range(
+                first + (-(first + offset)) % _HOUR_SECONDS, min(until, high + 1), _HOUR_SECONDS
             )
-        first = max(since, low)
-        hours = range(
-            first + (-(first + offset)) % _HOUR_SECONDS, min(until, high + 1), _HOUR_SECONDS
-        )
-        starts.extend(hours)
-        offsets.extend([offset] * len(hours))
+            starts.extend(hours)
+            offsets.extend([offset] * len(hours))
     return starts, offsets
 
 
 def _hour_start_before(zone: ZoneInfo, instant: int) -> int:
-    """The last hour start in `zone` before the quarter hour `instant`: looked for in
-    doubling windows, for hour starts are at most hours apart."""
-    window = 2 * _HOUR_SECONDS
+    """The last hour start in `zone` before the quarter hour `instant`: the stretches before
+    it are searched backwards, and only as far as that hour start (an offset further back
+    that could not be answered is none of this range's business)."""
+    year = _utc(instant - 1).year
     while True:
-        starts, _ = _hour_starts(zone, instant - window, instant - _QUARTER_SECONDS)
-        if starts:
-            return starts[-1]
-        window *= 2
+        for since, until, offset in reversed(_stretches(zone, year)):
+            if since >= instant:
+                continue
+            latest = min(until, instant) - _QUARTER_SECONDS
+            _check_offset(zone, offset, latest)
+            hour_start = latest - (latest + offset) % _HOUR_SECONDS
+            if hour_start >= since:
+                return hour_start
+        year -= 1
 
 
 def hour_grid(start: datetime, end: datetime, zone: ZoneInfo) -> HourGrid:
