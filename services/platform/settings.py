@@ -21,6 +21,7 @@ from typing import Annotated, Literal, Self
 from urllib.parse import quote
 
 from limits import RateLimitItem, parse_many
+from limits.util import SEPARATORS, SINGLE_EXPR
 from pydantic import (
     AliasChoices,
     BeforeValidator,
@@ -66,13 +67,17 @@ def parse_rate_limit(spec: str) -> tuple[RateLimitItem, ...]:
         raise ValueError(
             f"not limits like '100/second;2000/minute', nor {RATE_LIMIT_DISABLED!r}: {error}"
         ) from error
-    # limits reads "0/second" as a limit that refuses every request: a gateway that answers
-    # only 429 is a typo, not a setting (to turn limiting off, say so).
-    if any(limit.amount < 1 for limit in limits):
-        raise ValueError(
-            f"every limit must allow at least one request ({spec!r}); "
-            f"to turn limiting off, use {RATE_LIMIT_DISABLED!r}"
-        )
+    # limits reads "0/second" as a limit that refuses every request, and "5/0 minutes" as
+    # 5 per minute: typos, not settings (to turn limiting off, say so).
+    for part in SEPARATORS.split(spec):
+        match = SINGLE_EXPR.match(part)
+        assert match is not None, "parse_many read every part"
+        amount, _, periods, _ = match.groups()
+        if int(amount) < 1 or (periods is not None and int(periods) < 1):
+            raise ValueError(
+                f"every limit must allow at least one request in a period of at least one "
+                f"unit ({part.strip()!r}); to turn limiting off, use {RATE_LIMIT_DISABLED!r}"
+            )
     return limits
 
 

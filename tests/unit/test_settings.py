@@ -169,6 +169,7 @@ _REFUSES_ALL = "every limit must allow at least one request"
         *((spec, _NOT_LIMITS) for spec in ["", "100", "100/fortnight", "100/second;", "x/second"]),
         ("0/second", _REFUSES_ALL),
         ("100/second;0/minute", _REFUSES_ALL),
+        ("5/0 minutes", _REFUSES_ALL),  # limits would read it as 5 per minute
     ],
 )
 @pytest.mark.usefixtures("no_wallet_environment")
