@@ -49,9 +49,13 @@ _CSV_HEADERS = {
 }
 
 
+# The routes that answer JSON or CSV by the Accept header say so to caches.
+_NEGOTIATED = {"Vary": "Accept"}
+
+
 def _csv_headers(answer: MessageWithAsOf) -> dict[str, str]:
     as_of = calls.as_of_text(answer)
-    return {AS_OF_HEADER: as_of} if as_of else {}
+    return {**_NEGOTIATED, AS_OF_HEADER: as_of} if as_of else _NEGOTIATED
 
 
 # OpenAPI links from a deposit to reads of its wallet: clients (and schemathesis's stateful
@@ -182,7 +186,7 @@ async def list_records(
         return StreamingResponse(
             records_csv(first, page), media_type=CSV_MEDIA_TYPE, headers=_csv_headers(first)
         )
-    headers = {}
+    headers = dict(_NEGOTIATED)
     if first.next_page_token:
         following = request.url.include_query_params(cursor=first.next_page_token)
         headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
@@ -259,7 +263,9 @@ async def history(
         {"wallet_id": wallet_id, "time_zone": zone, "as_of": calls.as_of_text(answer)},
         separators=(",", ":"),
     )
-    return Response(f'{head[:-1]},"points":[{points}]}}', media_type="application/json")
+    return Response(
+        f'{head[:-1]},"points":[{points}]}}', media_type="application/json", headers=_NEGOTIATED
+    )
 
 
 @router.get(

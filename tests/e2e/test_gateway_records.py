@@ -86,6 +86,7 @@ def test_pages_follow_next_cursor_and_the_link_header_to_every_record_once(
         body = response.json()
         assert body["wallet_id"] == wallet
         assert body["as_of"] is not None
+        assert response.headers["Vary"] == "Accept"  # the same URL answers CSV too
         seen += [record["request_id"] for record in body["records"]]
         if body["next_cursor"] is None:
             assert "Link" not in response.headers
@@ -161,6 +162,7 @@ def test_the_records_stream_as_csv_that_reads_back_exactly(
 
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["Vary"] == "Accept"
     # The projection holds every deposit above, so its as_of is after the last of them.
     assert statement["written_before"] < parse_utc(response.headers["Read-Model-As-Of"]) < now()
     assert response.text.count("\r\n") == len(as_json) + 1  # CRLF line ends, header included
@@ -176,11 +178,14 @@ def test_the_history_as_csv_holds_the_json_points(
 ) -> None:
     params = {**DAY, "tz": "Asia/Kolkata"}
     path = f"/v1/wallets/{statement['wallet']}/history"
-    points = gateway.get(path, params=params).json()["points"]
+    as_json = gateway.get(path, params=params)
+    assert as_json.headers["Vary"] == "Accept"
+    points = as_json.json()["points"]
 
     response = gateway.get(path, params=params, headers={"Accept": "text/csv;q=1, */*;q=0.5"})
 
     assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["Vary"] == "Accept"
     assert statement["written_before"] < parse_utc(response.headers["Read-Model-As-Of"]) < now()
     rows = list(csv.reader(io.StringIO(response.text, newline="")))
     assert rows == [["datetime", "balance", "change"]] + [
