@@ -15,6 +15,7 @@ from services.ledger.adapters import ledger_table as t
 from services.ledger.adapters.read_model import records as records_table
 from services.ledger.adapters.read_model import shard_aggregates
 from services.ledger.adapters.table_scan import Item, parallel_scan
+from services.ledger.domain.buckets import format_instant
 from services.ledger.domain.money import exact_arithmetic
 from services.ledger.domain.records import StoredRecord
 
@@ -93,8 +94,7 @@ def reconcile(
     with engine.connect() as connection:
         for wallet_id, bucket in connection.execute(_INCONSISTENT_BUCKETS):
             report.differences.append(
-                f"bucket_totals {wallet_id} {bucket.astimezone(UTC):%Y-%m-%dT%H:%MZ} "
-                "differs from its shards"
+                f"bucket_totals {wallet_id} {format_instant(bucket)} differs from its shards"
             )
         for wallet_id, day in connection.execute(_INCONSISTENT_DAYS):
             report.differences.append(f"day_totals {wallet_id} {day} differs from its buckets")
@@ -105,7 +105,7 @@ def reconcile(
         with engine.connect() as connection:
             for wallet_id, bucket in connection.execute(_BUCKETS_UNLIKE_RECORDS):
                 report.differences.append(
-                    f"bucket_totals {wallet_id} {bucket.astimezone(UTC):%Y-%m-%dT%H:%MZ} "
+                    f"bucket_totals {wallet_id} {format_instant(bucket)} "
                     "differs from the read model's records"
                 )
     return report
@@ -202,7 +202,7 @@ def _compare(report: Report, left_name: str, left: Totals, right_name: str, righ
         if left.get(key) != right.get(key):
             wallet_id, bucket, shard = key
             report.differences.append(
-                f"{wallet_id} {bucket:%Y-%m-%dT%H:%MZ} shard {shard}: "
+                f"{wallet_id} {format_instant(bucket)} shard {shard}: "
                 f"{left_name} {_show(left.get(key))}, {right_name} {_show(right.get(key))}"
             )
 
