@@ -57,12 +57,9 @@ async def record_deposit(
         occurred_at=datetime_to_timestamp(occurred_at),
         amount=amount,
     )
-    try:
-        response = await backends.command.RecordTransaction(
-            request, timeout=backends.deadline, metadata=_metadata(caller)
-        )
-    except grpc.RpcError as error:
-        raise Problem.from_rpc_error(error, _RECORD_FIELDS) from error
+    response = await _call(
+        backends.command.RecordTransaction, request, caller, backends, _RECORD_FIELDS
+    )
     return response.record, response.replayed
 
 
@@ -80,16 +77,14 @@ async def balance_history(
         end=datetime_to_timestamp(end),
         time_zone=time_zone,
     )
-    return await _query(
-        backends.query.GetBalanceHistory, request, caller, backends, _HISTORY_FIELDS
-    )
+    return await _call(backends.query.GetBalanceHistory, request, caller, backends, _HISTORY_FIELDS)
 
 
 async def balance(
     backends: Backends, caller: Caller, wallet_id: str
 ) -> query_pb2.GetBalanceResponse:
     request = query_pb2.GetBalanceRequest(wallet_id=wallet_id)
-    return await _query(backends.query.GetBalance, request, caller, backends, {})
+    return await _call(backends.query.GetBalance, request, caller, backends, {})
 
 
 async def records_page(
@@ -108,7 +103,7 @@ async def records_page(
         page_size=page_size,
         page_token=page_token,
     )
-    return await _query(backends.query.ListRecords, request, caller, backends, _LISTING_FIELDS)
+    return await _call(backends.query.ListRecords, request, caller, backends, _LISTING_FIELDS)
 
 
 async def record_by_key(
@@ -116,17 +111,17 @@ async def record_by_key(
 ) -> query_pb2.GetRecordResponse:
     """The record, or a 404 problem that says how fresh the read model was (`as_of`)."""
     request = query_pb2.GetRecordRequest(wallet_id=wallet_id, request_id=request_id)
-    return await _query(backends.query.GetRecord, request, caller, backends, _LOOKUP_FIELDS)
+    return await _call(backends.query.GetRecord, request, caller, backends, _LOOKUP_FIELDS)
 
 
-async def _query(
+async def _call(
     method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
     request: RequestT,
     caller: Caller,
     backends: Backends,
     fields: dict[str, str],
 ) -> ResponseT:
-    """The query service's answer, or its failure as a Problem naming the API's `fields`."""
+    """A service's answer, or its failure as a Problem naming the API's `fields`."""
     try:
         return await method(request, timeout=backends.deadline, metadata=_metadata(caller))
     except grpc.RpcError as error:
