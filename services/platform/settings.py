@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import quote
 
-from limits import RateLimitItem, parse_many
+from limits import RateLimitItem, RateLimitItemPerYear, parse_many
 from limits.util import SEPARATORS, SINGLE_EXPR
 from pydantic import (
     AliasChoices,
@@ -57,6 +57,9 @@ LogLevel = Annotated[
 ]
 
 
+_LONGEST_PERIOD = RateLimitItemPerYear.GRANULARITY
+
+
 def parse_rate_limit(spec: str) -> tuple[RateLimitItem, ...]:
     """The limits of a WALLET_RATE_LIMIT ("100/second;2000/minute"), none for "disabled"."""
     if spec == RATE_LIMIT_DISABLED:
@@ -78,6 +81,10 @@ def parse_rate_limit(spec: str) -> tuple[RateLimitItem, ...]:
                 f"every limit must allow at least one request in a period of at least one "
                 f"unit ({part.strip()!r}); to turn limiting off, use {RATE_LIMIT_DISABLED!r}"
             )
+    # A longer period is a typo too, and one past a float's range made the limiter fail on
+    # every request (500s).
+    if any(limit.get_expiry() > _LONGEST_PERIOD.seconds for limit in limits):
+        raise ValueError(f"every limit's period must be at most a year ({spec!r})")
     return limits
 
 

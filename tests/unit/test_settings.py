@@ -170,6 +170,8 @@ _REFUSES_ALL = "every limit must allow at least one request"
         ("0/second", _REFUSES_ALL),
         ("100/second;0/minute", _REFUSES_ALL),
         ("5/0 minutes", _REFUSES_ALL),  # limits would read it as 5 per minute
+        ("1/2 years", "every limit's period must be at most a year"),
+        ("5/" + "9" * 309 + " seconds", "every limit's period must be at most a year"),
     ],
 )
 @pytest.mark.usefixtures("no_wallet_environment")
