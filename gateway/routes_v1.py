@@ -41,11 +41,13 @@ _CSV_CONTENT = {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}}
 # header gives it (absent before the updater's first pass). For a streamed listing it is
 # the first page's; later pages come from later snapshots, which hold at least as much.
 AS_OF_HEADER = "Read-Model-As-Of"
-_CSV_HEADERS = {
+_JSON_OR_CSV_HEADERS = {
     AS_OF_HEADER: {
-        "description": "CSV only: every record acknowledged before it is in the answer",
+        "description": "CSV only, after the updater's first pass: every record acknowledged "
+        "before it is in the answer",
         "schema": {"type": "string", "format": "date-time"},
-    }
+    },
+    "Vary": {"description": "Accept: the answer is JSON or CSV", "schema": {"type": "string"}},
 }
 
 
@@ -156,7 +158,7 @@ async def record(
     responses={
         200: {
             "content": _CSV_CONTENT,
-            "headers": {"Link": {"schema": {"type": "string"}}, **_CSV_HEADERS},
+            "headers": {"Link": {"schema": {"type": "string"}}, **_JSON_OR_CSV_HEADERS},
         },
         **problem_responses(400, *API_PROBLEMS, 500, 503, 504),
     },
@@ -222,7 +224,7 @@ async def get_record(
     response_model=HistoryOut,
     summary="Balance at every hour start between start and end, in a time zone (or CSV)",
     responses={
-        200: {"content": _CSV_CONTENT, "headers": _CSV_HEADERS},
+        200: {"content": _CSV_CONTENT, "headers": _JSON_OR_CSV_HEADERS},
         **problem_responses(400, *API_PROBLEMS, 500, 503, 504),
     },
 )
