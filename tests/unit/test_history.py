@@ -339,6 +339,49 @@ def test_a_range_just_after_local_mean_time_is_answered(
     assert grid.points == [start + HOUR * index for index in range(int((end - start) / HOUR) + 1)]
 
 
+@pytest.mark.parametrize(
+    ("zone", "start", "end", "points"),
+    [
+        # 0:00 until 1919-11-24T00:00Z, then +0:20: the next hour starts at 00:40Z.
+        (
+            "Africa/Accra",
+            utc(1919, 11, 23, 21),
+            utc(1919, 11, 24, 0, 30),
+            [utc(1919, 11, 23, hour) for hour in (21, 22, 23)],
+        ),
+        ("Africa/Accra", utc(1919, 11, 24, 0, 15), utc(1919, 11, 24, 0, 30), []),
+        # Between buckets, but before the 00:40Z hour start at +0:20.
+        ("Africa/Accra", utc(1919, 11, 24, 0, 37, 13), utc(1919, 11, 24, 0, 37, 13), []),
+        # +7:00 until 1932-12-31T17:00Z, then +7:20.
+        (
+            "Asia/Singapore",
+            utc(1932, 12, 31, 15),
+            utc(1932, 12, 31, 17, 30),
+            [utc(1932, 12, 31, 15), utc(1932, 12, 31, 16)],
+        ),
+    ],
+)
+def test_a_range_ending_before_local_mean_time_starts_an_hour_is_answered(
+    zone: str, start: datetime, end: datetime, points: list[datetime]
+) -> None:
+    """Only an hour start between buckets has no exact answer; an offset that starts none
+    within the range is no reason to refuse it."""
+    grid = hour_grid(start, end, ZoneInfo(zone))
+    assert grid.points == points
+    assert grid.offsets == [timedelta(0) if zone == "Africa/Accra" else HOUR * 7] * len(points)
+
+
+def test_an_hour_start_between_buckets_inside_the_range_is_refused() -> None:
+    """Lagos kept +0:13:35 in mid-1908: an hour started at 1908-07-01T00:46:25Z (01:00
+    local), between buckets, within the range's seconds though after its last bucket
+    boundary (00:45)."""
+    with pytest.raises(InvalidInput) as refused:
+        hour_grid(
+            utc(1908, 6, 30, 23, 52, 13), utc(1908, 7, 1, 0, 52, 13), ZoneInfo("Africa/Lagos")
+        )
+    assert violation(refused)[0] == "time_zone"
+
+
 def test_a_refusal_names_the_offset_with_its_sign_and_the_day() -> None:
     with pytest.raises(InvalidInput) as refused:
         hour_grid(utc(1971, 6, 1), utc(1971, 6, 1, 5), ZoneInfo("Africa/Monrovia"))
