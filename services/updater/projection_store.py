@@ -346,32 +346,40 @@ def _store_as_of(connection: Connection, as_of: datetime) -> None:
 
 
 def _copy_images(connection: Connection, table: str, images: Iterable[AggregateImage]) -> None:
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    columns = "wallet_id, bucket, shard, amount, record_count"
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        for image in images:
-            copy.write_row(
-                (image.wallet_id, image.bucket, image.shard, image.amount, image.record_count)
-            )
+    columns = ("wallet_id", "bucket", "shard", "amount", "record_count")
+    _copy_rows(connection, table, columns, map(_image_values, images))
+
+
+def _image_values(image: AggregateImage) -> tuple[object, ...]:
+    return (image.wallet_id, image.bucket, image.shard, image.amount, image.record_count)
 
 
 def _copy_records(connection: Connection, table: str, records: Iterable[StoredRecord]) -> None:
+    columns = ("wallet_id", "request_id", "occurred_at", "amount", "recorded_at")
+    _copy_rows(connection, table, columns, map(_record_values, records))
+
+
+def _record_values(record: StoredRecord) -> tuple[object, ...]:
+    deposit = record.deposit
+    return (
+        deposit.wallet_id,
+        deposit.request_id,
+        deposit.occurred_at,
+        deposit.amount,
+        record.recorded_at,
+    )
+
+
+def _copy_rows(
+    connection: Connection, table: str, columns: tuple[str, ...], rows: Iterable[tuple[object, ...]]
+) -> None:
+    """COPY `rows` into `table`, on the driver's connection (a pass may bring thousands)."""
     raw = connection.connection.driver_connection
     assert raw is not None
-    columns = "wallet_id, request_id, occurred_at, amount, recorded_at"
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        for record in records:
-            deposit = record.deposit
-            copy.write_row(
-                (
-                    deposit.wallet_id,
-                    deposit.request_id,
-                    deposit.occurred_at,
-                    deposit.amount,
-                    record.recorded_at,
-                )
-            )
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _replace_rows(connection: Connection, table: _Table, source: str) -> int:
