@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 from sqlalchemy import Connection, Engine, text
@@ -178,13 +178,7 @@ class PostgresReadStore:
         """
         statement, parameters = history_query(wallet_id, bounds)
         with _snapshot(self._engine) as connection:
-            # The driver's own cursor: up to 10,000 rows, and SQLAlchemy's row objects
-            # cost more than the query.
-            driver = connection.connection.driver_connection
-            assert driver is not None
-            with driver.cursor() as cursor:
-                cursor.execute(statement, parameters)
-                points: list[PointTotals] = cursor.fetchall()
+            points: list[PointTotals] = _driver_rows(connection, statement, parameters)
             as_of = read_model_as_of(connection)
         return History(points=points, as_of=as_of)
 
@@ -211,14 +205,14 @@ class PostgresReadStore:
             statement = _NEXT_PAGE_SQL
             parameters.update(after_time=after.occurred_at, after_id=after.request_id)
         with _snapshot(self._engine) as connection:
-            rows = _fetch_records(connection, statement, parameters)
+            rows = [RecordRow(*row) for row in _driver_rows(connection, statement, parameters)]
             as_of = read_model_as_of(connection)
         return RecordsPage(records=rows[:limit], more=len(rows) > limit, as_of=as_of)
 
     def find_record(self, wallet_id: str, request_id: str) -> FoundRecord:
         parameters = {"wallet_id": wallet_id, "request_id": request_id}
         with _snapshot(self._engine) as connection:
-            rows = _fetch_records(connection, _RECORD_SQL, parameters)
+            rows = [RecordRow(*row) for row in _driver_rows(connection, _RECORD_SQL, parameters)]
             as_of = read_model_as_of(connection)
         return FoundRecord(record=rows[0] if rows else None, as_of=as_of)
 
@@ -229,15 +223,17 @@ class PostgresReadStore:
             return read_model_as_of(connection)
 
 
-def _fetch_records(
+def _driver_rows(
     connection: Connection, statement: str, parameters: Mapping[str, object]
-) -> list[RecordRow]:
-    # The driver's own cursor, as for the history: a page may hold 1,000 rows.
+) -> list[Any]:
+    """The rows of `statement` as tuples, from the driver's own cursor: a history holds up
+    to 10,000 rows and a page 1,000, and SQLAlchemy's row objects cost more than the query."""
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor:
         cursor.execute(statement, parameters)
-        return [RecordRow(*row) for row in cursor.fetchall()]
+        rows: list[Any] = cursor.fetchall()
+        return rows
 
 
 def read_model_as_of(connection: Connection) -> datetime | None:
