@@ -38,24 +38,12 @@ def required_timestamp(message: Message, field: str, *, round_up: bool = False) 
     return instant
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
 def set_timestamp(timestamp: Timestamp, microseconds: int) -> None:
     """Sets `timestamp` in place to `microseconds` since the epoch, with no datetime between
     (a page of records sets 2,000 of them)."""
     seconds, rest = divmod(microseconds, 1_000_000)
     timestamp.seconds = seconds
     timestamp.nanos = rest * 1000
-
-
-def datetime_from_microseconds(microseconds: int) -> datetime:
-    return _EPOCH + microseconds * _MICROSECOND
-
-
-def microseconds_since_epoch(instant: datetime) -> int:
-    return (instant - _EPOCH) // _MICROSECOND
 
 
 def datetime_to_timestamp(instant: datetime) -> Timestamp:

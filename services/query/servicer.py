@@ -15,6 +15,7 @@ from services.ledger.domain.buckets import ceil_to_bucket
 from services.ledger.domain.errors import InvalidInput
 from services.ledger.domain.history import HourGrid, hour_grid, parse_time_zone
 from services.ledger.domain.ids import parse_request_id, parse_wallet_id
+from services.ledger.domain.instants import datetime_from_microseconds
 from services.ledger.domain.money import format_amount
 from services.ledger.domain.record_pages import (
     PagePosition,
@@ -26,7 +27,6 @@ from services.ledger.domain.record_pages import (
 from services.platform.as_of import MessageWithAsOf
 from services.platform.grpc_errors import abort_invalid, abort_with_details
 from services.platform.proto_time import (
-    datetime_from_microseconds,
     datetime_to_timestamp,
     optional_timestamp,
     required_timestamp,

@@ -21,6 +21,7 @@ from services.ledger.adapters.read_store import (
     RecordsPage,
 )
 from services.ledger.adapters.write_store import StoreContended, StoreUnavailable
+from services.ledger.domain.instants import microseconds_since_epoch
 from services.ledger.domain.money import exact_arithmetic, format_amount
 from services.ledger.domain.record_pages import PagePosition, RecordsFilter
 from services.ledger.domain.records import (
@@ -30,7 +31,6 @@ from services.ledger.domain.records import (
     StoredRecord,
     outcome_for_existing,
 )
-from services.platform.proto_time import microseconds_since_epoch
 
 
 class InMemoryLedger:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.ledger.domain.errors import InvalidInput
+from services.ledger.domain.instants import EPOCH
 
 MAX_POINTS = 10_000
 _HOUR_SECONDS = 3600
@@ -76,7 +77,6 @@ class HourGrid:
         return [timedelta(seconds=seconds) for seconds in self.offset_seconds]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 
 
@@ -187,8 +187,8 @@ def hour_grid(start: datetime, end: datetime, zone: ZoneInfo) -> HourGrid:
     if end - start > _MAX_RANGE:
         raise InvalidInput.single("end", f"the range gives more than {MAX_POINTS} points")
     # Hour starts are whole seconds (offsets are), so the range's whole seconds hold them.
-    first = -((_EPOCH - start) // _SECOND)
-    last = (end - _EPOCH) // _SECOND
+    first = -((EPOCH - start) // _SECOND)
+    last = (end - EPOCH) // _SECOND
     points, offsets = _hour_starts(zone, first, last)
     if len(points) > MAX_POINTS:
         raise InvalidInput.single("end", f"the range gives more than {MAX_POINTS} points")

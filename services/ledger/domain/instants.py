@@ -1,4 +1,5 @@
-"""Reading instants that clients write: RFC 3339 with an explicit offset, nothing else."""
+"""Instants: reading those clients write (RFC 3339 with an explicit offset, nothing else),
+and microseconds since the epoch, as the read model gives records' instants."""
 
 import re
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ _RFC3339 = re.compile(
 )
 _MICROSECOND_DIGITS = 6
 _MICROSECOND = timedelta(microseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OUT_OF_RANGE = "must be within 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z"
 
 
@@ -56,3 +58,11 @@ def _next_microsecond(instant: datetime, field: str) -> datetime:
         return instant.astimezone(UTC) + _MICROSECOND
     except OverflowError as error:
         raise InvalidInput.single(field, _OUT_OF_RANGE) from error
+
+
+def datetime_from_microseconds(microseconds: int) -> datetime:
+    return EPOCH + microseconds * _MICROSECOND
+
+
+def microseconds_since_epoch(instant: datetime) -> int:
+    return (instant - EPOCH) // _MICROSECOND
