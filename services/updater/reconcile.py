@@ -69,7 +69,7 @@ _BUCKETS_UNLIKE_RECORDS = text(
 
 RecordKey = tuple[str, str]
 # (occurred_at in UTC, amount, recorded_at in UTC) of a record.
-RecordRow = tuple[datetime, Decimal, datetime]
+RecordFields = tuple[datetime, Decimal, datetime]
 
 
 @dataclass
@@ -150,7 +150,7 @@ def _record_totals(records: TableRecords) -> Totals:
     return {key: (sums[key], counts[key]) for key in sums}
 
 
-def _read_model_records(engine: Engine) -> dict[RecordKey, RecordRow]:
+def _read_model_records(engine: Engine) -> dict[RecordKey, RecordFields]:
     with engine.connect() as connection:
         return {
             (row.wallet_id, row.request_id): (
@@ -164,7 +164,7 @@ def _read_model_records(engine: Engine) -> dict[RecordKey, RecordRow]:
 
 def _compare_records(
     report: Report,
-    read_model: dict[RecordKey, RecordRow],
+    read_model: dict[RecordKey, RecordFields],
     table: TableRecords,
 ) -> None:
     for key in sorted(read_model.keys() | table.keys()):
@@ -173,16 +173,16 @@ def _compare_records(
         if in_table is not None:
             record = in_table[0]
             expected = (record.deposit.occurred_at, record.deposit.amount, record.recorded_at)
-        if read_model.get(key) != expected:
+        found = read_model.get(key)
+        if found != expected:
             wallet_id, request_id = key
-            found = _show_record(read_model.get(key))
             report.differences.append(
-                f"record {wallet_id} {request_id!r}: read model {found}, "
+                f"record {wallet_id} {request_id!r}: read model {_show_record(found)}, "
                 f"table {_show_record(expected)}"
             )
 
 
-def _show_record(row: RecordRow | None) -> str:
+def _show_record(row: RecordFields | None) -> str:
     if row is None:
         return "missing"
     occurred_at, amount, recorded_at = row
